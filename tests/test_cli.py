@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearn_audit import __version__
+from unlearn_audit.cli import main
+from unlearn_audit.data.datasets import load_dataset
+from unlearn_audit.models.checkpoints import load_checkpoint
+
+QUICK = ["--epochs", "2", "--quiet"]
+
+
+def test_train_writes_a_checkpoint_that_round_trips(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--dataset", "digits", "--arch", "small-cnn", "--out", "m.safetensors",
+                 "--cache-dir", "cache", *QUICK])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "wrote m.safetensors" in out
+    model = load_checkpoint(workdir / "m.safetensors")
+    assert f"fingerprint {model.fingerprint}" in out
+    assert model.info.recipe["epochs"] == 2 and model.info.arch == "small-cnn"
+    again = load_checkpoint(workdir / "m.safetensors")
+    digits = load_dataset("digits")
+    x, _ = digits.load(digits.heldout_ids[:32])
+    with torch.no_grad():
+        assert torch.equal(model.module(x), again.module(x))
+    # the same command again reuses the stored model
+    assert main(["train", "--out", "m2.safetensors", "--cache-dir", "cache", *QUICK]) == 0
+    assert load_checkpoint(workdir / "m2.safetensors").fingerprint == model.fingerprint
+
+
+def test_train_with_members_and_recipe_options(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    digits = load_dataset("digits")
+    (workdir / "members.txt").write_text("\n".join(str(i) for i in digits.train_ids[:400]))
+    code = main(["train", "--arch", "mlp", "--member-ids", "members.txt", "--optimizer", "adam",
+                 "--lr", "0.003", "--schedule", "step", "--milestones", "1", "--no-cache",
+                 "--out", "sub.safetensors", *QUICK])  # fmt: skip
+    assert code == 0
+    assert "(400 members, seed 0)" in capsys.readouterr().out
+    info = load_checkpoint(workdir / "sub.safetensors").info
+    assert info.recipe["optimizer"] == "adam" and info.recipe["milestones"] == [1]
+    from unlearn_audit.data.splits import members_fingerprint
+
+    assert info.members_fingerprint == members_fingerprint(digits, digits.train_ids[:400])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--dataset", "digitz", "--out", "x.safetensors"], "Did you mean 'digits'"),
+        (["train", "--arch", "resnet81", "--out", "x.safetensors"], "Did you mean 'resnet18'"),
+        (["train", "--out", "x.pt"], "`--out` must end in .safetensors"),
+        (["train", "--lr", "-1", "--out", "x.safetensors"], "`lr` must be a finite number >= 0"),
+        (["train", "--milestones", "a,b", "--out", "x.safetensors"], "`--milestones` must be"),
+        (["train", "--arch-kwargs", "[1]", "--out", "x.safetensors"], "`--arch-kwargs` must be a JSON"),
+        (["train", "--member-ids", "none.txt", "--out", "x.safetensors"], "does not exist"),
+        (["train", "--dataset", "mnist", "--out", "x.safetensors"], "needs `--data-root`"),
+        (["train", "--device", "tpu", "--out", "x.safetensors"], "`device` must be"),
+    ],
+)
+def test_user_errors_exit_1_with_one_line(workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                                          message: str) -> None:  # fmt: skip
+    assert main([*argv, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("unlearn-audit: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (workdir / "x.safetensors").exists()
+
+
+def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["train"], ["train", "--out", "m.safetensors", "--optimizer", "rmsprop"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error:" in err and "--help" in err
+
+
+def test_version_and_listings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"unlearn-audit {__version__}"
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("digits", "fashion-mnist", "mnist", "cifar10", "folder", "npz"):
+        assert f"\n{name} " in f"\n{listing}"
+    assert "/usr/share/datasets/fashion-mnist" in listing
+    assert main(["archs"]) == 0
+    archs = capsys.readouterr().out
+    for name in ("mlp", "lenet", "small-cnn", "resnet18", "resnet20"):
+        assert f"\n{name} " in f"\n{archs}"
+    assert main([]) == 2
+
+
+def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--dataset", "--data-root", "--member-ids", "--arch", "--out", "--epochs",
+                   "--device", "--cache-dir", "--seed", "--augment"):  # fmt: skip
+        assert option in text
+
+
+def test_demo_trains_and_reports(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out-dir", "out", "--cache-dir", "cache", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "request: forget class 3" in out
+    model = load_checkpoint(workdir / "out" / "original.safetensors")
+    assert f"fingerprint {model.fingerprint}" in out
+    test_line = next(line for line in out.splitlines() if line.strip().startswith("test "))
+    assert float(test_line.rsplit(" ", 1)[1].rstrip("%")) >= 95.0
+
+
+def test_console_entry_point_exits_nonzero_without_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-m", "unlearn_audit", "train", "--dataset", "cifar10", "--data-root",
+         str(tmp_path), "--out", str(tmp_path / "m.safetensors")],  # fmt: skip
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "cifar" in result.stderr.lower()

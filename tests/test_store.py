@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.store import ENV_VAR, CacheWarning, Store, default_cache_dir
+from unlearn_audit.train import Recipe, train_classifier
+
+TINY = Recipe(lr=0.05, epochs=1, batch_size=64)
+
+
+def _counting_train(digits: Dataset, calls: list[int], **kwargs):  # type: ignore[no-untyped-def]
+    def train() -> LoadedModel:
+        calls.append(1)
+        return train_classifier(digits, arch="mlp", recipe=TINY, progress=False, **kwargs)
+
+    return train
+
+
+def test_reuse_trains_once(digits: Dataset, tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    calls: list[int] = []
+    parts = {"role": "reference", "dataset": digits.fingerprint, "seed": 0}
+    first = store.get_or_train(parts, _counting_train(digits, calls))
+    second = store.get_or_train(dict(parts), _counting_train(digits, calls))
+    assert len(calls) == 1
+    assert second.fingerprint == first.fingerprint and second.kind == "own"
+    store.get_or_train({**parts, "seed": 1}, _counting_train(digits, calls, seed=1))
+    assert len(calls) == 2
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+
+
+def test_train_classifier_key_covers_recipe_seed_members_and_data(digits: Dataset, tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    base = train_classifier(digits, arch="mlp", recipe=TINY, store=store, progress=False)
+    again = train_classifier(digits, arch="mlp", recipe=TINY, store=store, progress=False)
+    assert again.kind == "own" and again.fingerprint == base.fingerprint
+    variants = [
+        train_classifier(digits, arch="mlp", recipe=TINY.with_options(lr=0.02), store=store, progress=False),
+        train_classifier(digits, arch="mlp", recipe=TINY, seed=1, store=store, progress=False),
+        train_classifier(digits, arch="mlp", recipe=TINY, member_ids=digits.train_ids[:500], store=store,
+                         progress=False),  # fmt: skip
+        train_classifier(digits, arch="mlp", recipe=TINY, role="shadow", store=store, progress=False),
+    ]
+    entries = list(tmp_path.rglob("*.safetensors"))
+    assert len(entries) == 5, "each variant is its own entry"
+    fingerprints = {v.fingerprint for v in variants[:3]}
+    assert base.fingerprint not in fingerprints and len(fingerprints) == 3
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_corrupted_entry_is_rebuilt_not_used(digits: Dataset, tmp_path: Path, damage: str) -> None:
+    store = Store(tmp_path)
+    calls: list[int] = []
+    parts = {"role": "test", "damage": damage}
+    model = store.get_or_train(parts, _counting_train(digits, calls))
+    path = store.path(store.key(parts))
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-5] ^= 0xFF  # a weight byte: the file still parses
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data = bytearray(b"not a model at all")
+    path.write_bytes(bytes(data))
+    with pytest.warns(CacheWarning, match="corrupted"):
+        rebuilt = store.get_or_train(parts, _counting_train(digits, calls))
+    assert len(calls) == 2
+    assert rebuilt.fingerprint == model.fingerprint  # deterministic retraining
+    assert store.load(store.key(parts)).fingerprint == model.fingerprint
+
+
+def test_default_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "envcache"))
+    assert default_cache_dir() == tmp_path / "envcache"
+    assert Store().root == tmp_path / "envcache"
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "unlearn-audit"
+    assert Store(tmp_path / "explicit").root == tmp_path / "explicit"
+
+
+def test_keys_are_stable_and_order_free() -> None:
+    store = Store("/nonexistent")
+    assert store.key({"a": 1, "b": [1, 2]}) == store.key({"b": [1, 2], "a": 1})
+    assert store.key({"a": 1}) != store.key({"a": 2})

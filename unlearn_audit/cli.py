@@ -1,0 +1,262 @@
+"""The ``unlearn-audit`` command line.
+
+Every verb validates its options once, at this boundary. A user mistake prints one line and
+exits 1 (2 for a malformed command line); only a bug shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from unlearn_audit import __version__
+from unlearn_audit.errors import ConfigError, UnlearnAuditError
+
+PROG = "unlearn-audit"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", default="digits",
+                       help="dataset name (see `unlearn-audit datasets`; default: digits)")
+    group.add_argument("--data-root", metavar="PATH",
+                       help="where the dataset's files are (folder, or .npz file for npz)")
+    group.add_argument("--member-ids", metavar="FILE",
+                       help="ids the model is trained on, one per line (default: the "
+                            "dataset's training part)")  # fmt: skip
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("runtime")
+    group.add_argument("--device", default="auto",
+                       help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="store for trained models (default: $UNLEARN_AUDIT_CACHE or "
+                            "~/.cache/unlearn-audit)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="train afresh and do not store the result")
+    group.add_argument("--quiet", action="store_true", help="no progress bars")  # fmt: skip
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "training recipe", "defaults depend on the dataset and architecture"
+    )
+    group.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    group.add_argument("--lr", type=float, help="peak learning rate")
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--momentum", type=float)
+    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--schedule", choices=("constant", "cosine", "step"))
+    group.add_argument("--milestones", metavar="E1,E2", help="epochs of the step schedule")
+    group.add_argument("--gamma", type=float, help="decay factor of the step schedule")
+    group.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                       help="random shifts (and flips where the dataset allows them)")
+    group.add_argument("--label-smoothing", type=float)
+    group.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+
+
+def _json_dict(text: str | None, option: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ConfigError(f"`{option}` must be a JSON object like '{{\"width\": 64}}'; got {text!r}.")
+    return value
+
+
+def _recipe(args: argparse.Namespace, dataset: str, arch: str) -> Any:
+    from unlearn_audit.train import default_recipe
+
+    milestones = None
+    if args.milestones:
+        try:
+            milestones = tuple(int(m) for m in args.milestones.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"`--milestones` must be comma-separated epochs like 10,20; got {args.milestones!r}."
+            ) from None
+    return default_recipe(dataset, arch).with_options(
+        optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+        milestones=milestones, gamma=args.gamma, augment=args.augment,
+        label_smoothing=args.label_smoothing,
+    )  # fmt: skip
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from unlearn_audit.store import Store
+
+    return None if args.no_cache else Store(args.cache_dir)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.data.splits import read_id_file
+    from unlearn_audit.models.checkpoints import save_checkpoint
+    from unlearn_audit.train import accuracy, resolve_device, train_classifier
+
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"`--out` must end in .safetensors; got {args.out!r}.")
+    dataset = load_dataset(args.dataset, args.data_root)
+    members = read_id_file(args.member_ids, what="member ids") if args.member_ids else None
+    if members is not None and (members.max() >= len(dataset)):
+        raise ConfigError(
+            f"`--member-ids` holds ids up to {int(members.max())} but dataset {dataset.name!r} "
+            f"has ids 0..{len(dataset) - 1}."
+        )
+    recipe = _recipe(args, dataset.name, args.arch)
+    start = time.perf_counter()
+    model = train_classifier(
+        dataset, arch=args.arch, arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
+        recipe=recipe, member_ids=members, seed=args.seed, device=device, store=_store(args),
+        progress=not args.quiet,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    trained_on = dataset.train_ids if members is None else members
+    heldout = dataset.heldout_ids if members is None else _complement(len(dataset), members)
+    save_checkpoint(model, out)
+    print(f"trained {args.arch} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
+          f"in {seconds:.1f} s")  # fmt: skip
+    print(f"accuracy: members {_percent(accuracy(model.module, dataset, trained_on))}, "
+          f"held-out {_percent(accuracy(model.module, dataset, heldout))}")  # fmt: skip
+    print(f"fingerprint {model.fingerprint}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _complement(n: int, ids: Any) -> Any:
+    import numpy as np
+
+    return np.setdiff1d(np.arange(n), ids)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import DATASETS
+
+    for name, spec in DATASETS.items():
+        if spec.default_root:
+            where = f"[{spec.default_root}]"
+        elif spec.needs_root:
+            where = "[--data-root]"
+        else:
+            where = "[embedded]"
+        print(f"{name:14} {spec.description} {where}")
+    return 0
+
+
+def cmd_archs(args: argparse.Namespace) -> int:
+    from unlearn_audit.models.zoo import ARCHS
+
+    for name, factory in ARCHS.items():
+        summary = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        print(f"{name:10} {summary}")
+    print("or package.module:factory / path/to/file.py:factory for your own")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.data.splits import ForgetRequest, make_splits
+    from unlearn_audit.models.checkpoints import save_checkpoint
+    from unlearn_audit.store import Store
+    from unlearn_audit.train import accuracy, resolve_device, train_classifier
+
+    device = resolve_device(args.device)
+    dataset = load_dataset("digits")
+    splits = make_splits(dataset, ForgetRequest.classes(args.forget_class))
+    start = time.perf_counter()
+    model = train_classifier(dataset, arch="small-cnn", device=device,
+                             store=Store(args.cache_dir), progress=not args.quiet)  # fmt: skip
+    out = save_checkpoint(model, Path(args.out_dir) / "original.safetensors")
+    print(f"demo: small-cnn on digits, original trained or loaded in "
+          f"{time.perf_counter() - start:.1f} s (fingerprint {model.fingerprint})")  # fmt: skip
+    print(f"request: {splits.request.describe()}")
+    for name in splits.names():
+        ids = splits.get(name)
+        print(f"  {name:18} {len(ids):5d} samples   accuracy "
+              f"{_percent(accuracy(model.module, dataset, ids, device=device))}")  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=(
+        "Audit machine unlearning: gather evidence that a PyTorch image classifier really "
+        "forgot the requested data, and what forgetting cost."))  # fmt: skip
+    parser.add_argument("--version", action="version", version=_version_text())
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    train = verbs.add_parser("train", help="train a model and save it as a checkpoint",
+                             description="Train a zoo or imported architecture on a dataset and "
+                                         "save it in unlearn-audit's .safetensors format.")  # fmt: skip
+    _add_data_options(train)
+    model = train.add_argument_group("model")
+    model.add_argument("--arch", default="small-cnn",
+                       help="zoo name (see `unlearn-audit archs`) or package.module:factory")
+    model.add_argument("--arch-kwargs", metavar="JSON", help="extra factory arguments")
+    model.add_argument("--out", required=True, metavar="FILE.safetensors",
+                       help="where to write the checkpoint")  # fmt: skip
+    _add_recipe_options(train)
+    _add_runtime_options(train)
+    train.set_defaults(run=cmd_train)
+
+    datasets = verbs.add_parser("datasets", help="list the registered datasets")
+    datasets.set_defaults(run=cmd_datasets)
+    archs = verbs.add_parser("archs", help="list the registered architectures")
+    archs.set_defaults(run=cmd_archs)
+
+    demo = verbs.add_parser("demo", help="run the demo on the embedded digits dataset")
+    demo.add_argument("--forget-class", default="3", help="class the demo forgets (default: 3)")
+    demo.add_argument("--out-dir", default="reports/demo", help="default: reports/demo")
+    _add_runtime_options(demo)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def _version_text() -> str:
+    return f"{PROG} {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        return run(args)
+    except UnlearnAuditError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

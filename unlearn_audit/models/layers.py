@@ -1,0 +1,203 @@
+"""The model wrapper that owns input normalisation, and the layers later checks read.
+
+:class:`Classifier` wraps any network (eager, TorchScript or pickled) with the normalisation it
+expects, so everything downstream feeds images in [0, 1]. :func:`find_layers` locates the last
+convolution (Grad-CAM) and the penultimate features (the input of the last ``Linear``) of any
+``nn.Module``, TorchScript included; :class:`LayerRecorder` captures them during a forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import torch
+from torch import nn
+
+from unlearn_audit._hashing import fingerprint_state
+from unlearn_audit.data.datasets import Normalization
+from unlearn_audit.errors import ConfigError
+
+
+class Classifier(nn.Module):
+    """A network plus the normalisation it expects; takes images in [0, 1], ``(N, C, H, W)``.
+
+    Args:
+        net: The network proper; it receives normalised inputs and returns logits ``(N, K)``.
+        normalization: Per-channel mean and std, or ``None`` for none.
+    """
+
+    def __init__(self, net: nn.Module, normalization: Normalization | None) -> None:
+        super().__init__()
+        self.net = net
+        self.normalization = normalization
+        if normalization is not None:
+            shape = (1, len(normalization.mean), 1, 1)
+            self.register_buffer("input_mean", torch.tensor(normalization.mean).view(shape))
+            self.register_buffer("input_std", torch.tensor(normalization.std).view(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.normalization is not None:
+            x = (x - self.input_mean) / self.input_std
+        return self.net(x)
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """Hash of every parameter and buffer (names, dtypes, shapes, values).
+
+    Two models with the same fingerprint compute the same function; it keys caches and is
+    printed in reports.
+    """
+    return fingerprint_state(model.state_dict())
+
+
+def layer_kind(module: nn.Module) -> str:
+    """Class name of a module; for TorchScript modules the name of the original class."""
+    original = getattr(module, "original_name", None)
+    return str(original) if isinstance(original, str) else type(module).__name__
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Where the checks read a model.
+
+    Attributes:
+        conv: Name of the convolution Grad-CAM attributes to (``None`` for models without one).
+        features: Name of the module whose input (``features_from == "input"``) or output
+            (``"output"``) is the penultimate representation.
+        features_from: ``"input"`` (default: the input of the last ``Linear``) or ``"output"``.
+    """
+
+    conv: str | None
+    features: str
+    features_from: Literal["input", "output"]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (as in ``named_modules()``), with a clear error."""
+    modules = dict(model.named_modules())
+    if name not in modules:
+        names = [n for n in modules if n]
+        shown = ", ".join(names[-12:])
+        raise ConfigError(
+            f"`layer` must name a submodule of the model; got {name!r}. Last names: {shown}."
+        )
+    return modules[name]
+
+
+def find_layers(
+    model: nn.Module, *, conv_layer: str | None = None, feature_layer: str | None = None
+) -> LayerInfo:
+    """Locate the last ``Conv2d`` and the penultimate features of any ``nn.Module``.
+
+    Modules are taken in registration order (``named_modules()``), which is forward order for
+    the usual architectures; name the layers explicitly when it is not.
+
+    Args:
+        model: Any module, TorchScript included.
+        conv_layer: Use this convolution instead of the last ``Conv2d``.
+        feature_layer: Use the *output* of this module (flattened) as the features instead of
+            the input of the last ``Linear``.
+
+    Raises:
+        ConfigError: A named layer does not exist, or the model has no ``Linear`` and no
+            ``feature_layer`` was named.
+    """
+    convs, linears = [], []
+    for name, module in model.named_modules():
+        kind = layer_kind(module)
+        if kind == "Conv2d":
+            convs.append(name)
+        elif kind == "Linear":
+            linears.append(name)
+    if conv_layer is not None:
+        get_layer(model, conv_layer)
+    conv = conv_layer if conv_layer is not None else (convs[-1] if convs else None)
+    if feature_layer is not None:
+        get_layer(model, feature_layer)
+        return LayerInfo(conv=conv, features=feature_layer, features_from="output")
+    if not linears:
+        raise ConfigError(
+            "the model has no nn.Linear layer, so its penultimate features cannot be found; "
+            "name the layer whose output is the features with --feature-layer."
+        )
+    return LayerInfo(conv=conv, features=linears[-1], features_from="input")
+
+
+_NO_HOOKS = (
+    "layer {name!r} cannot be recorded: TorchScript runs no Python hooks inside compiled code; "
+    "load the weights as a state_dict with --arch to use the checks that read layers."
+)
+
+
+class LayerRecorder:
+    """Records the input or output of named layers during forward passes.
+
+    Use as a context manager; hooks are removed on exit. After a forward pass, ``values[key]``
+    holds the tensor. Hooks do not run inside compiled TorchScript code, so a TorchScript layer
+    is refused with a clear error instead of giving stale or missing values.
+
+    Args:
+        model: The model to hook.
+        layers: ``key -> (layer name, "input" | "output")``.
+        detach: Store detached tensors (default) or keep the graph (Grad-CAM needs it).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: dict[str, tuple[str, Literal["input", "output"]]],
+        *,
+        detach: bool = True,
+    ) -> None:
+        self.model = model
+        self.layers = dict(layers)
+        self.detach = detach
+        self.values: dict[str, torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> LayerRecorder:
+        for key, (name, where) in self.layers.items():
+            module = get_layer(self.model, name)
+            if isinstance(module, torch.jit.ScriptModule):
+                raise ConfigError(_NO_HOOKS.format(name=name))
+            self._handles.append(module.register_forward_hook(self._hook(key, where)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, key: str, where: str):  # type: ignore[no-untyped-def]
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            value = inputs[0] if where == "input" else output
+            self.values[key] = value.detach() if self.detach else value
+
+        return hook
+
+    def clear(self) -> None:
+        self.values.clear()
+
+    def get(self, key: str) -> torch.Tensor:
+        """The recorded tensor for ``key`` from the last forward pass."""
+        if key not in self.values:
+            raise ConfigError(_NO_HOOKS.format(name=self.layers[key][0]))
+        return self.values[key]
+
+
+def penultimate_features(
+    model: nn.Module, x: torch.Tensor, layers: LayerInfo | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, K)`` and flattened penultimate features ``(N, D)`` of one batch."""
+    layers = layers or find_layers(model)
+    with LayerRecorder(model, {"features": (layers.features, layers.features_from)}) as rec:
+        logits = model(x)
+        features = rec.get("features")
+    return logits, features.flatten(1)
