@@ -14,7 +14,9 @@ QUICK = Recipe(lr=0.05, epochs=3, batch_size=64)
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Never write into the user's cache directory."""
     monkeypatch.setenv("UNLEARN_AUDIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 

@@ -16,9 +16,23 @@ from unlearn_audit.models.checkpoints import load_checkpoint
 QUICK = ["--epochs", "2", "--quiet"]
 
 
-def test_train_writes_a_checkpoint_that_round_trips(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", "--dataset", "digits", "--arch", "small-cnn", "--out", "m.safetensors",
-                 "--cache-dir", "cache", *QUICK])  # fmt: skip
+def test_train_writes_a_checkpoint_that_round_trips(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--arch",
+            "small-cnn",
+            "--out",
+            "m.safetensors",
+            "--cache-dir",
+            "cache",
+            *QUICK,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "wrote m.safetensors" in out
@@ -35,12 +49,32 @@ def test_train_writes_a_checkpoint_that_round_trips(workdir: Path, capsys: pytes
     assert load_checkpoint(workdir / "m2.safetensors").fingerprint == model.fingerprint
 
 
-def test_train_with_members_and_recipe_options(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_with_members_and_recipe_options(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     digits = load_dataset("digits")
     (workdir / "members.txt").write_text("\n".join(str(i) for i in digits.train_ids[:400]))
-    code = main(["train", "--arch", "mlp", "--member-ids", "members.txt", "--optimizer", "adam",
-                 "--lr", "0.003", "--schedule", "step", "--milestones", "1", "--no-cache",
-                 "--out", "sub.safetensors", *QUICK])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--arch",
+            "mlp",
+            "--member-ids",
+            "members.txt",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.003",
+            "--schedule",
+            "step",
+            "--milestones",
+            "1",
+            "--no-cache",
+            "--out",
+            "sub.safetensors",
+            *QUICK,
+        ]
+    )
     assert code == 0
     assert "(400 members, seed 0)" in capsys.readouterr().out
     info = load_checkpoint(workdir / "sub.safetensors").info
@@ -58,14 +92,18 @@ def test_train_with_members_and_recipe_options(workdir: Path, capsys: pytest.Cap
         (["train", "--out", "x.pt"], "`--out` must end in .safetensors"),
         (["train", "--lr", "-1", "--out", "x.safetensors"], "`lr` must be a finite number >= 0"),
         (["train", "--milestones", "a,b", "--out", "x.safetensors"], "`--milestones` must be"),
-        (["train", "--arch-kwargs", "[1]", "--out", "x.safetensors"], "`--arch-kwargs` must be a JSON"),
+        (
+            ["train", "--arch-kwargs", "[1]", "--out", "x.safetensors"],
+            "`--arch-kwargs` must be a JSON",
+        ),
         (["train", "--member-ids", "none.txt", "--out", "x.safetensors"], "does not exist"),
         (["train", "--dataset", "mnist", "--out", "x.safetensors"], "needs `--data-root`"),
         (["train", "--device", "tpu", "--out", "x.safetensors"], "`device` must be"),
     ],
 )
-def test_user_errors_exit_1_with_one_line(workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
-                                          message: str) -> None:  # fmt: skip
+def test_user_errors_exit_1_with_one_line(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     assert main([*argv, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("unlearn-audit: error: ") and message in err
@@ -74,7 +112,11 @@ def test_user_errors_exit_1_with_one_line(workdir: Path, capsys: pytest.CaptureF
 
 
 def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["train"], ["train", "--out", "m.safetensors", "--optimizer", "rmsprop"], ["frobnicate"]):
+    for argv in (
+        ["train"],
+        ["train", "--out", "m.safetensors", "--optimizer", "rmsprop"],
+        ["frobnicate"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
@@ -103,8 +145,18 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for option in ("--dataset", "--data-root", "--member-ids", "--arch", "--out", "--epochs",
-                   "--device", "--cache-dir", "--seed", "--augment"):  # fmt: skip
+    for option in (
+        "--dataset",
+        "--data-root",
+        "--member-ids",
+        "--arch",
+        "--out",
+        "--epochs",
+        "--device",
+        "--cache-dir",
+        "--seed",
+        "--augment",
+    ):
         assert option in text
 
 
@@ -121,10 +173,57 @@ def test_demo_trains_and_reports(workdir: Path, capsys: pytest.CaptureFixture[st
 def test_console_entry_point_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     result = subprocess.run(
-        [sys.executable, "-m", "unlearn_audit", "train", "--dataset", "cifar10", "--data-root",
-         str(tmp_path), "--out", str(tmp_path / "m.safetensors")],  # fmt: skip
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "unlearn_audit",
+            "train",
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "cifar" in result.stderr.lower()
+
+
+def test_splits_verb_prints_and_writes_ids(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from unlearn_audit.data.splits import ForgetRequest, make_splits, read_id_file
+
+    assert main(["splits", "--forget-class", "3,5", "--test-size", "100", "--out-dir", "ids"]) == 0
+    out = capsys.readouterr().out
+    digits = load_dataset("digits")
+    expected = make_splits(digits, ForgetRequest.classes("3,5"), test_size=100)
+    for name in expected.names():
+        assert f"fingerprint {expected.fingerprints[name]}" in out
+        assert (read_id_file(workdir / "ids" / f"{name}.txt") == expected.get(name)).all()
+    # the written forget ids are a valid request of their own
+    assert main(["splits", "--forget-ids", "ids/forget.txt"]) == 0
+    again = capsys.readouterr().out
+    assert f"forget {len(expected.forget)} listed samples" in again
+    assert f"fingerprint {expected.fingerprints['forget']}" in again  # same ids, same fingerprint
+    assert main(["splits", "--forget-random", "0.05", "--request-seed", "2"]) == 0
+    assert "random 0.05 of the members (seed 2)" in capsys.readouterr().out
+
+
+def test_splits_verb_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["splits", "--forget-class", "12"]) == 1
+    assert "unknown class 12" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["splits", "--forget-class", "1", "--forget-random", "0.1"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["splits"])
+    assert "one of the arguments" in capsys.readouterr().err

@@ -33,17 +33,29 @@ def test_reuse_trains_once(digits: Dataset, tmp_path: Path) -> None:
     assert not list((tmp_path / "store").rglob("*.tmp"))
 
 
-def test_train_classifier_key_covers_recipe_seed_members_and_data(digits: Dataset, tmp_path: Path) -> None:
+def test_train_classifier_key_covers_recipe_seed_members_and_data(
+    digits: Dataset, tmp_path: Path
+) -> None:
     store = Store(tmp_path)
     base = train_classifier(digits, arch="mlp", recipe=TINY, store=store, progress=False)
     again = train_classifier(digits, arch="mlp", recipe=TINY, store=store, progress=False)
     assert again.kind == "own" and again.fingerprint == base.fingerprint
     variants = [
-        train_classifier(digits, arch="mlp", recipe=TINY.with_options(lr=0.02), store=store, progress=False),
+        train_classifier(
+            digits, arch="mlp", recipe=TINY.with_options(lr=0.02), store=store, progress=False
+        ),
         train_classifier(digits, arch="mlp", recipe=TINY, seed=1, store=store, progress=False),
-        train_classifier(digits, arch="mlp", recipe=TINY, member_ids=digits.train_ids[:500], store=store,
-                         progress=False),  # fmt: skip
-        train_classifier(digits, arch="mlp", recipe=TINY, role="shadow", store=store, progress=False),
+        train_classifier(
+            digits,
+            arch="mlp",
+            recipe=TINY,
+            member_ids=digits.train_ids[:500],
+            store=store,
+            progress=False,
+        ),
+        train_classifier(
+            digits, arch="mlp", recipe=TINY, role="shadow", store=store, progress=False
+        ),
     ]
     entries = list(tmp_path.rglob("*.safetensors"))
     assert len(entries) == 5, "each variant is its own entry"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -25,8 +27,10 @@ TINY = Recipe(lr=0.05, epochs=2, batch_size=64)
 
 def _fresh(digits: Dataset, seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
-    return Classifier(build_model("small-cnn", 10, digits.input_shape, arch_kwargs={"width": 8}),
-                      digits.normalization)  # fmt: skip
+    return Classifier(
+        build_model("small-cnn", 10, digits.input_shape, arch_kwargs={"width": 8}),
+        digits.normalization,
+    )
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:
@@ -35,11 +39,20 @@ def _weights(model: nn.Module) -> list[torch.Tensor]:
 
 def test_same_seed_gives_identical_weights(digits: Dataset) -> None:
     model = _fresh(digits)
-    first = fit(model, digits, digits.train_ids, TINY.with_options(augment=True), seed=3, progress=False)
-    second = fit(model, digits, digits.train_ids, TINY.with_options(augment=True), seed=3, progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(_weights(first.model), _weights(second.model), strict=True))
+    first = fit(
+        model, digits, digits.train_ids, TINY.with_options(augment=True), seed=3, progress=False
+    )
+    second = fit(
+        model, digits, digits.train_ids, TINY.with_options(augment=True), seed=3, progress=False
+    )
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_weights(first.model), _weights(second.model), strict=True)
+    )
     other = fit(model, digits, digits.train_ids, TINY, seed=4, progress=False)
-    assert not all(torch.equal(a, b) for a, b in zip(_weights(first.model), _weights(other.model), strict=True))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(_weights(first.model), _weights(other.model), strict=True)
+    )
 
 
 def test_train_classifier_is_deterministic_end_to_end(digits: Dataset) -> None:
@@ -64,8 +77,15 @@ def test_callbacks_history_and_schedule(digits: Dataset) -> None:
     steps: list[StepState] = []
     epochs: list[dict[str, float]] = []
     recipe = Recipe(lr=0.1, epochs=3, batch_size=100, schedule="step", milestones=(1, 2), gamma=0.5)
-    result = fit(_fresh(digits), digits, digits.train_ids[:250], recipe, progress=False,
-                 on_step=steps.append, on_epoch=lambda s, r: epochs.append(r))  # fmt: skip
+    result = fit(
+        _fresh(digits),
+        digits,
+        digits.train_ids[:250],
+        recipe,
+        progress=False,
+        on_step=steps.append,
+        on_epoch=lambda s, r: epochs.append(r),
+    )
     assert result.history.steps == len(steps) == 9  # 3 batches x 3 epochs
     assert [len(s.batch_ids) for s in steps[:3]] == [100, 100, 50]
     assert [r["lr"] for r in result.history.epochs] == pytest.approx([0.1, 0.05, 0.025])
@@ -76,24 +96,38 @@ def test_callbacks_history_and_schedule(digits: Dataset) -> None:
 
 def test_cosine_schedule_decays_to_zero(digits: Dataset) -> None:
     lrs: list[float] = []
-    fit(_fresh(digits), digits, digits.train_ids[:128], Recipe(lr=0.1, epochs=4, batch_size=64),
-        progress=False, on_step=lambda s: lrs.append(s.optimizer.param_groups[0]["lr"]))  # fmt: skip
+    fit(
+        _fresh(digits),
+        digits,
+        digits.train_ids[:128],
+        Recipe(lr=0.1, epochs=4, batch_size=64),
+        progress=False,
+        on_step=lambda s: lrs.append(s.optimizer.param_groups[0]["lr"]),
+    )
     assert lrs[0] == pytest.approx(0.1)
-    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(lrs))
     assert lrs[-1] < 0.01
 
 
 def test_custom_objective_is_used(digits: Dataset) -> None:
     seen: list[int] = []
 
-    def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+    def objective(
+        model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: np.ndarray
+    ) -> torch.Tensor:
         seen.append(len(ids))
         # gradient ascent on the true class: accuracy must collapse
         return -nn.functional.cross_entropy(model(x), y).clamp(max=20)
 
     trained = train_classifier(digits, arch="small-cnn", recipe=TINY, progress=False)
-    result = fit(trained.module, digits, digits.train_ids, Recipe(lr=0.05, epochs=1, batch_size=64),
-                 objective=objective, progress=False)  # fmt: skip
+    result = fit(
+        trained.module,
+        digits,
+        digits.train_ids,
+        Recipe(lr=0.05, epochs=1, batch_size=64),
+        objective=objective,
+        progress=False,
+    )
     assert sum(seen) == len(digits.train_ids)
     assert accuracy(result.model, digits, digits.heldout_ids) < 0.5
     assert "accuracy" not in result.history.epochs[0]
@@ -151,11 +185,20 @@ def test_divergence_and_empty_ids_are_clear_errors(digits: Dataset) -> None:
     with pytest.raises(ConfigError, match="empty set of samples"):
         fit(_fresh(digits), digits, np.array([], dtype=np.int64), TINY, progress=False)
 
-    def nan_objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+    def nan_objective(
+        model: nn.Module, x: torch.Tensor, y: torch.Tensor, ids: np.ndarray
+    ) -> torch.Tensor:
         return model(x).sum() * float("nan")
 
     with pytest.raises(ConfigError, match="diverged"):
-        fit(_fresh(digits), digits, digits.train_ids[:64], TINY, objective=nan_objective, progress=False)
+        fit(
+            _fresh(digits),
+            digits,
+            digits.train_ids[:64],
+            TINY,
+            objective=nan_objective,
+            progress=False,
+        )
 
 
 def test_resolve_device() -> None:

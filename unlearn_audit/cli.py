@@ -29,25 +29,77 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default="digits",
-                       help="dataset name (see `unlearn-audit datasets`; default: digits)")
-    group.add_argument("--data-root", metavar="PATH",
-                       help="where the dataset's files are (folder, or .npz file for npz)")
-    group.add_argument("--member-ids", metavar="FILE",
-                       help="ids the model is trained on, one per line (default: the "
-                            "dataset's training part)")  # fmt: skip
+    group.add_argument(
+        "--dataset",
+        default="digits",
+        help="dataset name (see `unlearn-audit datasets`; default: digits)",
+    )
+    group.add_argument(
+        "--data-root",
+        metavar="PATH",
+        help="where the dataset's files are (folder, or .npz file for npz)",
+    )
+    group.add_argument(
+        "--member-ids",
+        metavar="FILE",
+        help="ids the model is trained on, one per line (default: the dataset's training part)",
+    )
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("forget request (give exactly one)")
+    kinds = group.add_mutually_exclusive_group(required=True)
+    kinds.add_argument(
+        "--forget-class", metavar="C[,C]", help="forget whole classes, by index or name (3 or 3,5)"
+    )
+    kinds.add_argument(
+        "--forget-random",
+        metavar="AMOUNT",
+        help="forget a random fraction (0.05) or count (50) of the members",
+    )
+    kinds.add_argument("--forget-ids", metavar="FILE", help="forget the ids in FILE, one per line")
+    group.add_argument(
+        "--request-seed", type=int, default=0, help="seed of --forget-random (default: 0)"
+    )
+    group.add_argument(
+        "--test-size",
+        type=_count_or_fraction,
+        metavar="N|F",
+        help="non-members used as test (count or fraction; default: half)",
+    )
+    group.add_argument(
+        "--population-size",
+        type=_count_or_fraction,
+        metavar="N|F",
+        help="non-members used as population (default: the rest)",
+    )
+
+
+def _count_or_fraction(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runtime")
-    group.add_argument("--device", default="auto",
-                       help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
-    group.add_argument("--cache-dir", metavar="DIR",
-                       help="store for trained models (default: $UNLEARN_AUDIT_CACHE or "
-                            "~/.cache/unlearn-audit)")
-    group.add_argument("--no-cache", action="store_true",
-                       help="train afresh and do not store the result")
-    group.add_argument("--quiet", action="store_true", help="no progress bars")  # fmt: skip
+    group.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)"
+    )
+    group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="store for trained models (default: $UNLEARN_AUDIT_CACHE or ~/.cache/unlearn-audit)",
+    )
+    group.add_argument(
+        "--no-cache", action="store_true", help="train afresh and do not store the result"
+    )
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +115,12 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--schedule", choices=("constant", "cosine", "step"))
     group.add_argument("--milestones", metavar="E1,E2", help="epochs of the step schedule")
     group.add_argument("--gamma", type=float, help="decay factor of the step schedule")
-    group.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                       help="random shifts (and flips where the dataset allows them)")
+    group.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random shifts (and flips where the dataset allows them)",
+    )
     group.add_argument("--label-smoothing", type=float)
     group.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
 
@@ -77,7 +133,9 @@ def _json_dict(text: str | None, option: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         value = None
     if not isinstance(value, dict):
-        raise ConfigError(f"`{option}` must be a JSON object like '{{\"width\": 64}}'; got {text!r}.")
+        raise ConfigError(
+            f"`{option}` must be a JSON object like '{{\"width\": 64}}'; got {text!r}."
+        )
     return value
 
 
@@ -90,14 +148,22 @@ def _recipe(args: argparse.Namespace, dataset: str, arch: str) -> Any:
             milestones = tuple(int(m) for m in args.milestones.split(","))
         except ValueError:
             raise ConfigError(
-                f"`--milestones` must be comma-separated epochs like 10,20; got {args.milestones!r}."
+                "`--milestones` must be comma-separated epochs like 10,20; "
+                f"got {args.milestones!r}."
             ) from None
     return default_recipe(dataset, arch).with_options(
-        optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-        milestones=milestones, gamma=args.gamma, augment=args.augment,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        milestones=milestones,
+        gamma=args.gamma,
+        augment=args.augment,
         label_smoothing=args.label_smoothing,
-    )  # fmt: skip
+    )
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -130,18 +196,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = _recipe(args, dataset.name, args.arch)
     start = time.perf_counter()
     model = train_classifier(
-        dataset, arch=args.arch, arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
-        recipe=recipe, member_ids=members, seed=args.seed, device=device, store=_store(args),
+        dataset,
+        arch=args.arch,
+        arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
+        recipe=recipe,
+        member_ids=members,
+        seed=args.seed,
+        device=device,
+        store=_store(args),
         progress=not args.quiet,
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - start
     trained_on = dataset.train_ids if members is None else members
     heldout = dataset.heldout_ids if members is None else _complement(len(dataset), members)
     save_checkpoint(model, out)
-    print(f"trained {args.arch} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
-          f"in {seconds:.1f} s")  # fmt: skip
-    print(f"accuracy: members {_percent(accuracy(model.module, dataset, trained_on))}, "
-          f"held-out {_percent(accuracy(model.module, dataset, heldout))}")  # fmt: skip
+    print(
+        f"trained {args.arch} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
+        f"in {seconds:.1f} s"
+    )
+    print(
+        f"accuracy: members {_percent(accuracy(model.module, dataset, trained_on))}, "
+        f"held-out {_percent(accuracy(model.module, dataset, heldout))}"
+    )
     print(f"fingerprint {model.fingerprint}")
     print(f"wrote {out}")
     return 0
@@ -151,6 +227,46 @@ def _complement(n: int, ids: Any) -> Any:
     import numpy as np
 
     return np.setdiff1d(np.arange(n), ids)
+
+
+def load_request(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Dataset and :class:`Splits` from the data and request options (validated here, once)."""
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.data.splits import ForgetRequest, make_splits, read_id_file
+
+    dataset = load_dataset(args.dataset, args.data_root)
+    if args.forget_class is not None:
+        request = ForgetRequest.classes(args.forget_class)
+    elif args.forget_random is not None:
+        request = ForgetRequest.random(args.forget_random, seed=args.request_seed)
+    else:
+        request = ForgetRequest.from_id_file(args.forget_ids)
+    members = read_id_file(args.member_ids, what="member ids") if args.member_ids else None
+    splits = make_splits(
+        dataset,
+        request,
+        member_ids=members,
+        test_size=args.test_size,
+        population_size=args.population_size,
+    )
+    return dataset, splits
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from unlearn_audit._io import write_atomic
+
+    dataset, splits = load_request(args)
+    print(f"{dataset.name} (fingerprint {dataset.fingerprint}): {splits.request.describe()}")
+    for name in splits.names():
+        ids = splits.get(name)
+        print(f"  {name:18} {len(ids):6d} samples   fingerprint {splits.fingerprints[name]}")
+    if args.out_dir:
+        out = Path(args.out_dir)
+        for name in splits.names():
+            text = "".join(f"{int(i)}\n" for i in splits.get(name))
+            write_atomic(out / f"{name}.txt", lambda tmp, text=text: tmp.write_text(text))
+        print(f"wrote {len(splits.names())} id files to {out}")
+    return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -188,40 +304,72 @@ def cmd_demo(args: argparse.Namespace) -> int:
     dataset = load_dataset("digits")
     splits = make_splits(dataset, ForgetRequest.classes(args.forget_class))
     start = time.perf_counter()
-    model = train_classifier(dataset, arch="small-cnn", device=device,
-                             store=Store(args.cache_dir), progress=not args.quiet)  # fmt: skip
+    model = train_classifier(
+        dataset,
+        arch="small-cnn",
+        device=device,
+        store=Store(args.cache_dir),
+        progress=not args.quiet,
+    )
     out = save_checkpoint(model, Path(args.out_dir) / "original.safetensors")
-    print(f"demo: small-cnn on digits, original trained or loaded in "
-          f"{time.perf_counter() - start:.1f} s (fingerprint {model.fingerprint})")  # fmt: skip
+    print(
+        f"demo: small-cnn on digits, original trained or loaded in "
+        f"{time.perf_counter() - start:.1f} s (fingerprint {model.fingerprint})"
+    )
     print(f"request: {splits.request.describe()}")
     for name in splits.names():
         ids = splits.get(name)
-        print(f"  {name:18} {len(ids):5d} samples   accuracy "
-              f"{_percent(accuracy(model.module, dataset, ids, device=device))}")  # fmt: skip
+        print(
+            f"  {name:18} {len(ids):5d} samples   accuracy "
+            f"{_percent(accuracy(model.module, dataset, ids, device=device))}"
+        )
     print(f"wrote {out}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=(
-        "Audit machine unlearning: gather evidence that a PyTorch image classifier really "
-        "forgot the requested data, and what forgetting cost."))  # fmt: skip
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Audit machine unlearning: gather evidence that a PyTorch image classifier really "
+            "forgot the requested data, and what forgetting cost."
+        ),
+    )
     parser.add_argument("--version", action="version", version=_version_text())
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
-    train = verbs.add_parser("train", help="train a model and save it as a checkpoint",
-                             description="Train a zoo or imported architecture on a dataset and "
-                                         "save it in unlearn-audit's .safetensors format.")  # fmt: skip
+    train = verbs.add_parser(
+        "train",
+        help="train a model and save it as a checkpoint",
+        description="Train a zoo or imported architecture on a dataset and "
+        "save it in unlearn-audit's .safetensors format.",
+    )
     _add_data_options(train)
     model = train.add_argument_group("model")
-    model.add_argument("--arch", default="small-cnn",
-                       help="zoo name (see `unlearn-audit archs`) or package.module:factory")
+    model.add_argument(
+        "--arch",
+        default="small-cnn",
+        help="zoo name (see `unlearn-audit archs`) or package.module:factory",
+    )
     model.add_argument("--arch-kwargs", metavar="JSON", help="extra factory arguments")
-    model.add_argument("--out", required=True, metavar="FILE.safetensors",
-                       help="where to write the checkpoint")  # fmt: skip
+    model.add_argument(
+        "--out", required=True, metavar="FILE.safetensors", help="where to write the checkpoint"
+    )
     _add_recipe_options(train)
     _add_runtime_options(train)
     train.set_defaults(run=cmd_train)
+
+    splits = verbs.add_parser(
+        "splits",
+        help="show (and save) the splits of a forget request",
+        description="Turn a forget request into forget, retain, test and "
+        "population ids, print their sizes and fingerprints, "
+        "and optionally write one id file per split.",
+    )
+    _add_data_options(splits)
+    _add_request_options(splits)
+    splits.add_argument("--out-dir", metavar="DIR", help="write DIR/<split>.txt id files")
+    splits.set_defaults(run=cmd_splits)
 
     datasets = verbs.add_parser("datasets", help="list the registered datasets")
     datasets.set_defaults(run=cmd_datasets)

@@ -90,8 +90,9 @@ class Store:
         return model
 
     def _discard(self, path: Path, reason: str) -> None:
-        warnings.warn(f"store entry {path} is corrupted: {reason}; rebuilding it.", CacheWarning,
-                      stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"store entry {path} is corrupted: {reason}; rebuilding it.", CacheWarning, stacklevel=3
+        )
         path.unlink(missing_ok=True)
         return None
 

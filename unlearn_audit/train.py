@@ -156,7 +156,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     except RuntimeError:
         raise fail("device", "'auto', 'cpu', 'cuda' or 'cuda:N'", str(device)) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("`--device cuda` was asked for but no CUDA GPU is visible; use --device cpu.")
+        raise ConfigError(
+            "`--device cuda` was asked for but no CUDA GPU is visible; use --device cpu."
+        )
     if resolved.type not in ("cpu", "cuda"):
         raise fail("device", "'auto', 'cpu', 'cuda' or 'cuda:N'", str(device))
     return resolved
@@ -249,8 +251,13 @@ def fit(
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         optimizer = _optimizer(trained, recipe)
-        bar = tqdm(total=total_steps, desc=desc, disable=None if progress else True, leave=False,
-                   unit="step")  # None: a bar only on a terminal
+        bar = tqdm(
+            total=total_steps,
+            desc=desc,
+            disable=None if progress else True,
+            leave=False,
+            unit="step",
+        )  # None: a bar only on a terminal
         for epoch in range(recipe.epochs):
             trained.train()
             loss_sum, correct, seen = 0.0, 0, 0
@@ -371,10 +378,20 @@ def train_classifier(
     def _train() -> LoadedModel:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            net = build_model(arch, dataset.num_classes, dataset.input_shape, arch_kwargs=arch_kwargs)
+            net = build_model(
+                arch, dataset.num_classes, dataset.input_shape, arch_kwargs=arch_kwargs
+            )
         untrained = Classifier(net, dataset.normalization)
-        result = fit(untrained, dataset, members, recipe, seed=seed, device=device,
-                     progress=progress, desc=f"train {role}")  # fmt: skip
+        result = fit(
+            untrained,
+            dataset,
+            members,
+            recipe,
+            seed=seed,
+            device=device,
+            progress=progress,
+            desc=f"train {role}",
+        )
         trained = result.model.to("cpu")
         return wrap_model(trained.net, info, dataset.normalization)
 
@@ -386,4 +403,3 @@ def train_classifier(
 
 def _norm_dict(dataset: Dataset) -> dict[str, list[float]] | None:
     return dataset.normalization.to_dict() if dataset.normalization else None
-

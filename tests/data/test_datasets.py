@@ -24,7 +24,7 @@ def test_digits_layout(digits: Dataset) -> None:
     assert not np.intersect1d(digits.train_ids, digits.heldout_ids).size
     x, y = digits.load(np.array([0, 1, 2]))
     assert x.shape == (3, 1, 8, 8) and x.dtype == torch.float32
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     assert y.tolist() == [0, 1, 2]  # sklearn's order is kept: ids are stable
 
 
@@ -40,7 +40,9 @@ def test_batches_slice_in_order_and_shuffle(digits: Dataset) -> None:
     assert [len(b) for b in seen] == [32, 32, 6]
     np.testing.assert_array_equal(np.concatenate(seen), ids)
     gen = torch.Generator().manual_seed(0)
-    shuffled = np.concatenate([b for _, _, b in digits.batches(ids, 32, shuffle=True, generator=gen)])
+    shuffled = np.concatenate(
+        [b for _, _, b in digits.batches(ids, 32, shuffle=True, generator=gen)]
+    )
     assert sorted(shuffled) == sorted(ids) and not np.array_equal(shuffled, ids)
     x, y, batch_ids = next(iter(digits.batches(ids, 10)))
     x_direct, y_direct = digits.load(batch_ids)
@@ -54,9 +56,15 @@ def test_fingerprint_tracks_content() -> None:
     labels = np.arange(10) % 2
 
     def build(imgs: torch.Tensor) -> Dataset:
-        return make_dataset("toy", InMemorySamples(imgs), labels, train_ids=np.arange(6),
-                            classes=["a", "b"], normalization=None,
-                            content_arrays=[imgs.numpy()])  # fmt: skip
+        return make_dataset(
+            "toy",
+            InMemorySamples(imgs),
+            labels,
+            train_ids=np.arange(6),
+            classes=["a", "b"],
+            normalization=None,
+            content_arrays=[imgs.numpy()],
+        )
 
     first = build(images)
     changed = images.clone()
@@ -71,11 +79,25 @@ def test_fingerprint_tracks_content() -> None:
 def test_make_dataset_rejects_bad_labels() -> None:
     images = torch.zeros(4, 1, 4, 4)
     with pytest.raises(DatasetError, match="labels must lie in"):
-        make_dataset("toy", InMemorySamples(images), np.array([0, 1, 2, 5]), train_ids=np.arange(2),
-                     classes=["a", "b", "c"], normalization=None, content_arrays=[])  # fmt: skip
+        make_dataset(
+            "toy",
+            InMemorySamples(images),
+            np.array([0, 1, 2, 5]),
+            train_ids=np.arange(2),
+            classes=["a", "b", "c"],
+            normalization=None,
+            content_arrays=[],
+        )
     with pytest.raises(DatasetError, match="4 images but 3 labels"):
-        make_dataset("toy", InMemorySamples(images), np.array([0, 1, 2]), train_ids=np.arange(2),
-                     classes=["a", "b", "c"], normalization=None, content_arrays=[])  # fmt: skip
+        make_dataset(
+            "toy",
+            InMemorySamples(images),
+            np.array([0, 1, 2]),
+            train_ids=np.arange(2),
+            classes=["a", "b", "c"],
+            normalization=None,
+            content_arrays=[],
+        )
 
 
 def test_holdout_train_ids() -> None:

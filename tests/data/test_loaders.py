@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unlearn_audit.data import loaders
+from unlearn_audit.data import cifar, idx, images
 from unlearn_audit.data.datasets import holdout_train_ids, load_dataset
 from unlearn_audit.errors import ConfigError, DatasetError, DatasetNotFoundError
 
@@ -147,7 +147,7 @@ def test_idx_count_mismatch_and_label_out_of_range(tmp_path):
 
 
 @pytest.mark.skipif(
-    not Path(loaders.FASHION_MNIST_ROOT).is_dir(), reason="dataset-fashion-mnist not installed"
+    not Path(idx.FASHION_MNIST_ROOT).is_dir(), reason="dataset-fashion-mnist not installed"
 )
 def test_real_fashion_mnist_from_the_system_package():
     dataset = load_dataset("fashion-mnist")
@@ -201,7 +201,7 @@ def test_cifar10_keeps_the_channel_row_column_layout(tmp_path):
 def test_cifar10_root_may_be_the_batches_folder_and_meta_is_optional(tmp_path):
     _write_cifar(tmp_path / "batches", meta=False)
     dataset = load_dataset("cifar10", tmp_path / "batches")
-    assert dataset.classes == loaders.CIFAR10_CLASSES and len(dataset) == 23
+    assert dataset.classes == cifar.CIFAR10_CLASSES and len(dataset) == 23
 
 
 def test_cifar10_missing_batch_names_folder_and_archive(tmp_path):
@@ -318,19 +318,19 @@ def test_folder_with_train_and_test_parts_and_a_test_only_class(tmp_path):
 def test_folder_streaming_matches_in_memory(tmp_path):
     _write_images(tmp_path / "x", 5, mode="RGB")
     _write_images(tmp_path / "y", 5, mode="RGB", seed=1)
-    memory = loaders.load_folder(tmp_path)
-    streamed = loaders.load_folder(tmp_path, max_in_memory_bytes=100)
+    memory = images.load_folder(tmp_path)
+    streamed = images.load_folder(tmp_path, max_in_memory_bytes=100)
     assert not memory.samples.streams and streamed.samples.streams
     ids = np.array([7, 0, 3])
     assert torch.equal(memory.load(ids)[0], streamed.load(ids)[0])
     assert streamed.normalization is None and memory.normalization is not None
     assert np.array_equal(memory.train_ids, streamed.train_ids)
     before = streamed.fingerprint
-    assert loaders.load_folder(tmp_path, max_in_memory_bytes=100).fingerprint == before
+    assert images.load_folder(tmp_path, max_in_memory_bytes=100).fingerprint == before
     path = tmp_path / "y" / "img02.png"
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert loaders.load_folder(tmp_path, max_in_memory_bytes=100).fingerprint != before
+    assert images.load_folder(tmp_path, max_in_memory_bytes=100).fingerprint != before
 
 
 def test_folder_with_mixed_sizes_names_the_file(tmp_path):
@@ -339,7 +339,7 @@ def test_folder_with_mixed_sizes_names_the_file(tmp_path):
     with pytest.raises(DatasetError, match="is 7x5 pixels but the first image is 6x5") as info:
         load_dataset("folder", tmp_path)
     assert str(tmp_path / "b" / "img00.png") in str(info.value)
-    streamed = loaders.load_folder(tmp_path, max_in_memory_bytes=1)
+    streamed = images.load_folder(tmp_path, max_in_memory_bytes=1)
     with pytest.raises(DatasetError, match="resize"):
         streamed.load(np.arange(len(streamed)))
 

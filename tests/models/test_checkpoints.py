@@ -55,7 +55,9 @@ def test_fingerprint_changes_with_any_weight(quick_model: LoadedModel) -> None:
     assert renormed.fingerprint != changed.fingerprint
 
 
-def test_state_dict_with_zoo_name(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) -> None:
+def test_state_dict_with_zoo_name(
+    quick_model: LoadedModel, digits: Dataset, tmp_path: Path
+) -> None:
     path = tmp_path / "sd.pt"
     torch.save(quick_model.module.net.state_dict(), path)
     loaded = load_checkpoint(path, dataset=digits, arch="small-cnn")
@@ -69,7 +71,9 @@ def test_state_dict_with_zoo_name(quick_model: LoadedModel, digits: Dataset, tmp
     assert custom.normalization.mean == (0.5,)
 
 
-def test_state_dict_wrapped_and_prefixed(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) -> None:
+def test_state_dict_wrapped_and_prefixed(
+    quick_model: LoadedModel, digits: Dataset, tmp_path: Path
+) -> None:
     state = {f"module.{k}": v for k, v in quick_model.module.net.state_dict().items()}
     path = tmp_path / "ckpt.pth"
     torch.save({"epoch": 3, "state_dict": state}, path)
@@ -77,7 +81,9 @@ def test_state_dict_wrapped_and_prefixed(quick_model: LoadedModel, digits: Datas
     assert loaded.fingerprint == quick_model.fingerprint
 
 
-def test_foreign_safetensors_with_arch(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) -> None:
+def test_foreign_safetensors_with_arch(
+    quick_model: LoadedModel, digits: Dataset, tmp_path: Path
+) -> None:
     path = tmp_path / "plain.safetensors"
     save_file({k: v.contiguous() for k, v in quick_model.module.net.state_dict().items()}, path)
     loaded = load_checkpoint(path, dataset=digits, arch="small-cnn")
@@ -98,7 +104,9 @@ FOREIGN = textwrap.dedent(
 )
 
 
-def test_state_dict_with_import_path(digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_dict_with_import_path(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "zoo_ext.py").write_text(FOREIGN)
     monkeypatch.syspath_prepend(str(tmp_path))
     net = build_model("zoo_ext:tiny", 10, (1, 8, 8))
@@ -106,7 +114,7 @@ def test_state_dict_with_import_path(digits: Dataset, tmp_path: Path, monkeypatc
     loaded = load_checkpoint(tmp_path / "tiny.pt", dataset=digits, arch="zoo_ext:tiny")
     x = torch.rand(4, 1, 8, 8)
     with torch.no_grad():
-        expected = net(((x - 0.305) / 0.376))
+        expected = net((x - 0.305) / 0.376)
         assert torch.allclose(loaded.module(x), expected, atol=1e-6)
     # saved in our format, it records the import path; loading it again must confirm the code
     own = save_checkpoint(loaded, tmp_path / "tiny.safetensors")
@@ -128,7 +136,9 @@ def test_torchscript(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) 
         save_checkpoint(loaded, tmp_path / "again.safetensors")
 
 
-def test_pickled_module_refused_then_allowed(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) -> None:
+def test_pickled_module_refused_then_allowed(
+    quick_model: LoadedModel, digits: Dataset, tmp_path: Path
+) -> None:
     path = tmp_path / "full.pt"
     torch.save(quick_model.module.net, path)
     with pytest.raises(UnsafeCheckpointError, match="--trust-checkpoint"):
@@ -168,7 +178,9 @@ def test_missing_and_not_a_checkpoint(digits: Dataset, tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "list.pt", dataset=digits, arch="small-cnn")
 
 
-def test_missing_and_unexpected_keys_are_listed(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) -> None:
+def test_missing_and_unexpected_keys_are_listed(
+    quick_model: LoadedModel, digits: Dataset, tmp_path: Path
+) -> None:
     state = dict(quick_model.module.net.state_dict())
     del state["head.3.bias"]
     state["extra.weight"] = torch.zeros(1)
@@ -180,18 +192,28 @@ def test_missing_and_unexpected_keys_are_listed(quick_model: LoadedModel, digits
     assert "\n" not in message
 
 
-def test_wrong_architecture_lists_keys(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) -> None:
+def test_wrong_architecture_lists_keys(
+    quick_model: LoadedModel, digits: Dataset, tmp_path: Path
+) -> None:
     torch.save(quick_model.module.net.state_dict(), tmp_path / "sd.pt")
-    with pytest.raises(CheckpointError, match=r"do not fit architecture 'resnet20'.*\(\d+ in all\)"):
+    with pytest.raises(
+        CheckpointError, match=r"do not fit architecture 'resnet20'.*\(\d+ in all\)"
+    ):
         load_checkpoint(tmp_path / "sd.pt", dataset=digits, arch="resnet20")
 
 
 def _five_class_digits(digits: Dataset) -> Dataset:
     keep = np.flatnonzero(digits.labels < 5)
     x, y = digits.load(keep)
-    return make_dataset("digits5", InMemorySamples(x), y.numpy(), train_ids=np.arange(len(keep) // 2),
-                        classes=[str(c) for c in range(5)], normalization=digits.normalization,
-                        content_arrays=[x.numpy()])  # fmt: skip
+    return make_dataset(
+        "digits5",
+        InMemorySamples(x),
+        y.numpy(),
+        train_ids=np.arange(len(keep) // 2),
+        classes=[str(c) for c in range(5)],
+        normalization=digits.normalization,
+        content_arrays=[x.numpy()],
+    )
 
 
 def test_class_count_mismatch(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) -> None:
@@ -200,7 +222,9 @@ def test_class_count_mismatch(quick_model: LoadedModel, digits: Dataset, tmp_pat
     with pytest.raises(CheckpointError, match="10 scores per image but dataset 'digits5' has 5"):
         load_checkpoint(own, dataset=five)
     torch.save(quick_model.module.net.state_dict(), tmp_path / "sd.pt")
-    with pytest.raises(CheckpointError, match=r"head.3.weight is \(10, 128\) in the file but \(5, 128\)"):
+    with pytest.raises(
+        CheckpointError, match=r"head.3.weight is \(10, 128\) in the file but \(5, 128\)"
+    ):
         load_checkpoint(tmp_path / "sd.pt", dataset=five, arch="small-cnn")
     torch.jit.script(quick_model.module.net).save(str(tmp_path / "ts.pt"))
     with pytest.raises(CheckpointError, match="10 scores per image"):
@@ -211,7 +235,9 @@ def test_input_shape_mismatch(digits: Dataset, tmp_path: Path) -> None:
     info = ModelInfo(arch="mlp", num_classes=10, input_shape=(1, 28, 28))
     model = wrap_model(build_model("mlp", 10, (1, 28, 28)), info, None)
     path = save_checkpoint(model, tmp_path / "mlp28.safetensors")
-    with pytest.raises(CheckpointError, match=r"\(1, 28, 28\) but dataset 'digits' has \(1, 8, 8\)"):
+    with pytest.raises(
+        CheckpointError, match=r"\(1, 28, 28\) but dataset 'digits' has \(1, 8, 8\)"
+    ):
         load_checkpoint(path, dataset=digits)
     torch.jit.script(model.module.net).save(str(tmp_path / "mlp28.pt"))
     with pytest.raises(CheckpointError, match=r"fails on inputs of shape \(2, 1, 8, 8\)"):
@@ -221,7 +247,9 @@ def test_input_shape_mismatch(digits: Dataset, tmp_path: Path) -> None:
 def test_damaged_own_header(quick_model: LoadedModel, tmp_path: Path) -> None:
     state = {k: v.contiguous() for k, v in quick_model.module.net.state_dict().items()}
     path = tmp_path / "damaged.safetensors"
-    save_file(state, path, metadata={"format": "unlearn-audit/1", "info": json.dumps({"arch": "x"})})
+    save_file(
+        state, path, metadata={"format": "unlearn-audit/1", "info": json.dumps({"arch": "x"})}
+    )
     with pytest.raises(CheckpointError, match="damaged unlearn-audit header"):
         load_checkpoint(path)
 

@@ -91,7 +91,7 @@ def test_foreign_arch_by_import_path_and_file(foreign_module: Path) -> None:
 
 
 def test_foreign_arch_errors(foreign_module: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot import 'no_such_pkg.nets'"):
+    with pytest.raises(ConfigError, match=r"cannot import 'no_such_pkg\.nets'"):
         build_model("no_such_pkg.nets:f", 10, (1, 8, 8))
     with pytest.raises(ConfigError, match="no callable named 'missing'"):
         build_model("my_nets:missing", 10, (1, 8, 8))
@@ -117,7 +117,7 @@ def test_named_layers_override_and_errors() -> None:
     assert features.shape == (2, 64)
     with pytest.raises(ConfigError, match="must name a submodule"):
         find_layers(net, conv_layer="features.109")
-    with pytest.raises(ConfigError, match="no nn.Linear"):
+    with pytest.raises(ConfigError, match=r"no nn\.Linear"):
         find_layers(nn.Sequential(nn.Conv2d(1, 2, 3)))
 
 
@@ -128,7 +128,10 @@ def test_recorder_removes_hooks_and_refuses_torchscript() -> None:
         assert rec.get("conv").shape == (2, 64, 4, 4)
     assert not net.features[10]._forward_hooks
     scripted = torch.jit.script(net)
-    with pytest.raises(ConfigError, match="TorchScript"), LayerRecorder(scripted, {"f": ("head.3", "input")}):
+    with (
+        pytest.raises(ConfigError, match="TorchScript"),
+        LayerRecorder(scripted, {"f": ("head.3", "input")}),
+    ):
         scripted(torch.rand(2, 1, 8, 8))
 
 

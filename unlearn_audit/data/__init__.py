@@ -1,6 +1,9 @@
 """Datasets, forget requests and splits."""
 
-from unlearn_audit.data import loaders as _loaders  # noqa: F401  (registers the file loaders)
+# importing the loader modules registers their datasets
+from unlearn_audit.data import cifar as _cifar  # noqa: F401
+from unlearn_audit.data import idx as _idx  # noqa: F401
+from unlearn_audit.data import images as _images  # noqa: F401
 from unlearn_audit.data.datasets import (
     DATASETS,
     Dataset,

@@ -125,6 +125,9 @@ class StreamingSamples:
 
     def load(self, ids: np.ndarray) -> torch.Tensor:
         arrays = [self.read(self.paths[int(i)]) for i in np.asarray(ids)]
+        if not arrays:
+            shape = self.read(self.paths[0]).shape
+            return torch.zeros((0, *shape), dtype=torch.float32)
         return torch.from_numpy(np.stack(arrays)).to(torch.float32).div_(255.0)
 
 
@@ -254,6 +257,44 @@ def make_dataset(
     )
 
 
+DEFAULT_HOLDOUT = 0.3
+
+
+def require_root(name: str, root: Path | str | None) -> Path:
+    """``root`` as a ``Path``, or a clear error for a dataset that needs ``--data-root``."""
+    if root is None:
+        raise ConfigError(
+            f"dataset {name!r} needs `--data-root`; give the folder (or file) that holds its data."
+        )
+    return Path(root).expanduser()
+
+
+def normalization_from_images(
+    images: np.ndarray, train_ids: np.ndarray, *, chunk: int = 1024
+) -> Normalization | None:
+    """Per-channel mean and std in [0, 1] of the training part, rounded to 4 decimals.
+
+    Args:
+        images: ``(N, C, H, W)``, uint8 (scaled by 1/255) or floats in [0, 1].
+        train_ids: Ids of the training part, summed ``chunk`` images at a time.
+
+    Returns:
+        ``None`` when a channel is constant (its std would be 0).
+    """
+    scale = 1 / 255 if images.dtype == np.uint8 else 1.0
+    total, squares = np.zeros(images.shape[1]), np.zeros(images.shape[1])
+    for start in range(0, len(train_ids), chunk):
+        part = images[train_ids[start : start + chunk]].astype(np.float64) * scale
+        total += part.sum(axis=(0, 2, 3))
+        squares += np.square(part).sum(axis=(0, 2, 3))
+    count = len(train_ids) * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.round(np.sqrt(np.maximum(squares / count - mean**2, 0.0)), 4)
+    if np.any(std <= 0):
+        return None
+    return Normalization(tuple(np.round(mean, 4).tolist()), tuple(std.tolist()))
+
+
 def holdout_train_ids(n: int, heldout: int | float, *, seed: int = 0) -> np.ndarray:
     """Deterministic training part for data that has no official test part.
 
@@ -262,9 +303,12 @@ def holdout_train_ids(n: int, heldout: int | float, *, seed: int = 0) -> np.ndar
         heldout: Held-out count, or fraction of ``n`` when below 1.
         seed: Fixed so that the parts never change between runs.
     """
-    count = int(round(heldout * n)) if heldout < 1 else int(heldout)
+    count = round(heldout * n) if heldout < 1 else int(heldout)
     if not 0 < count < n:
-        raise DatasetError(f"cannot hold out {heldout!r} of {n} samples")
+        raise DatasetError(
+            f"cannot hold out {heldout!r} of {n} samples and keep both parts non-empty; add "
+            "samples, or provide an explicit test part (x_test / a test folder)."
+        )
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[count:]).astype(np.int64)
 
@@ -326,11 +370,9 @@ def load_dataset(name: str = "digits", root: str | Path | None = None) -> Datase
         DatasetNotFoundError, DatasetError: Files missing or malformed.
     """
     spec = DATASETS.get(name)
-    path = Path(root).expanduser() if root is not None else None
-    if path is None and spec.needs_root:
-        raise ConfigError(
-            f"dataset {name!r} needs `--data-root`; give the folder that holds its files."
-        )
+    if root is None and spec.default_root is not None:
+        root = spec.default_root
+    path = require_root(name, root) if spec.needs_root or root is not None else None
     return spec.load(path)
 
 

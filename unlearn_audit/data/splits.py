@@ -59,7 +59,9 @@ class ForgetRequest:
             items = [labels]
         else:
             items = list(labels)
-        parsed = tuple(int(p) if isinstance(p, str) and p.lstrip("-").isdigit() else p for p in items)
+        parsed = tuple(
+            int(p) if isinstance(p, str) and p.lstrip("-").isdigit() else p for p in items
+        )
         if not parsed:
             raise RequestError("`forget-class` must name at least one class; got nothing.")
         return cls(kind="class", class_labels=parsed)
@@ -88,7 +90,9 @@ class ForgetRequest:
         return cls(kind="random", fraction=fraction, seed=int(seed))
 
     @classmethod
-    def ids(cls, ids: list[int] | tuple[int, ...] | np.ndarray, *, source: str = "") -> ForgetRequest:
+    def ids(
+        cls, ids: list[int] | tuple[int, ...] | np.ndarray, *, source: str = ""
+    ) -> ForgetRequest:
         """Forget the given sample ids."""
         values = tuple(sorted({int(i) for i in np.asarray(ids, dtype=np.int64).ravel()}))
         if not values:
@@ -145,7 +149,9 @@ def read_id_file(path: str | Path, *, what: str = "ids") -> np.ndarray:
                 )
             ids.append(int(token))
     if not ids:
-        raise RequestError(f"{what} file {str(path)!r} holds no ids; write one integer id per line.")
+        raise RequestError(
+            f"{what} file {str(path)!r} holds no ids; write one integer id per line."
+        )
     return np.unique(np.array(ids, dtype=np.int64))
 
 
@@ -194,7 +200,9 @@ class Splits:
 
     def names(self) -> list[str]:
         """Names of the splits present."""
-        extra = ["test_forget_class", "test_retain_class"] if self.test_forget_class is not None else []
+        extra = (
+            ["test_forget_class", "test_retain_class"] if self.test_forget_class is not None else []
+        )
         return [*SPLIT_NAMES, *extra]
 
     def summary(self) -> dict[str, Any]:
@@ -203,7 +211,7 @@ class Splits:
             "request": self.request.to_dict(),
             "dataset_fingerprint": self.dataset_fingerprint,
             "forget_classes": list(self.forget_classes),
-            "sizes": {name: int(len(self.get(name))) for name in self.names()},
+            "sizes": {name: len(self.get(name)) for name in self.names()},
             "fingerprints": dict(self.fingerprints),
         }
 
@@ -253,7 +261,7 @@ def _size(value: int | float | None, available: int, name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, float) and value < 1:
-        return int(round(check_fraction(value, name) * available))
+        return round(check_fraction(value, name) * available)
     if int(value) < 0:
         raise ConfigError(f"`{name}` must be a count >= 0 or a fraction in (0, 1); got {value!r}.")
     return int(value)
@@ -297,7 +305,7 @@ def make_splits(
             )
     elif request.kind == "random":
         count = (
-            int(round(request.fraction * len(members)))
+            round(request.fraction * len(members))
             if request.fraction is not None
             else int(request.count or 0)
         )
@@ -317,7 +325,8 @@ def make_splits(
         out_of_range = forget[(forget < 0) | (forget >= len(dataset))]
         if out_of_range.size:
             raise RequestError(
-                f"forget ids out of range for dataset {dataset.name!r} (ids 0..{len(dataset) - 1}): "
+                f"forget ids out of range for dataset {dataset.name!r} "
+                f"(ids 0..{len(dataset) - 1}): "
                 f"{_preview(out_of_range)}."
             )
         not_members = np.setdiff1d(forget, members)
@@ -361,7 +370,8 @@ def make_splits(
         parts["test_forget_class"] = test_forget_class
         parts["test_retain_class"] = test_retain_class
     fingerprints = {
-        name: fingerprint_ids(ids, salt=f"{dataset.fingerprint}|{name}") for name, ids in parts.items()
+        name: fingerprint_ids(ids, salt=f"{dataset.fingerprint}|{name}")
+        for name, ids in parts.items()
     }
     fingerprints["members"] = members_fingerprint(dataset, members)
     fingerprints["splits"] = fingerprint_json(sorted(fingerprints.items()))

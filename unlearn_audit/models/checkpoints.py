@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,14 +120,19 @@ def save_checkpoint(model: LoadedModel, path: str | Path) -> Path:
             "only models built from an architecture (zoo name or module:factory) can be saved "
             "in unlearn-audit's format; this one was loaded from TorchScript or a pickle."
         )
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.module.net.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu").contiguous().clone()
+        for k, v in model.module.net.state_dict().items()
+    }
     norm = model.normalization
     metadata = {
         "format": FORMAT,
         "info": json.dumps(model.info.to_dict(), sort_keys=True),
         "normalization": json.dumps(norm.to_dict() if norm else None),
         "fingerprint": model.fingerprint,
-        "versions": json.dumps({"unlearn_audit": unlearn_audit.__version__, "torch": torch.__version__}),
+        "versions": json.dumps(
+            {"unlearn_audit": unlearn_audit.__version__, "torch": torch.__version__}
+        ),
     }
     return write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
@@ -163,7 +169,11 @@ def _unwrap_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         for key in _CONTAINER_KEYS:
             if isinstance(obj.get(key), dict):
                 return _unwrap_state(obj[key], path)
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(v, torch.Tensor) for v in obj.values())
+    ):
         raise CheckpointError(
             f"{path}: holds a {type(obj).__name__}, not a state_dict of tensors; save "
             "model.state_dict() or a TorchScript module."
@@ -183,7 +193,9 @@ def _listing(names: list[str], limit: int = 6) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def load_state_into(net: nn.Module, state: dict[str, torch.Tensor], *, source: str, arch: str) -> None:
+def load_state_into(
+    net: nn.Module, state: dict[str, torch.Tensor], *, source: str, arch: str
+) -> None:
     """Load ``state`` into ``net`` strictly, with one clear error for any mismatch."""
     expected = net.state_dict()
     state = _strip_prefixes(state, set(expected))
@@ -212,8 +224,13 @@ def load_state_into(net: nn.Module, state: dict[str, torch.Tensor], *, source: s
     net.load_state_dict(state, strict=True)
 
 
-def _own(tensors: dict[str, torch.Tensor], meta: dict[str, str], path: Path, arch: str | None,
-         trust: bool) -> LoadedModel:  # fmt: skip
+def _own(
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, str],
+    path: Path,
+    arch: str | None,
+    trust: bool,
+) -> LoadedModel:
     try:
         info = ModelInfo.from_dict(json.loads(meta["info"]))
         normalization = Normalization.from_dict(json.loads(meta.get("normalization", "null")))
@@ -270,7 +287,9 @@ def load_checkpoint(
         return _foreign_state(tensors, path, dataset, arch, arch_kwargs, normalize)
     if _is_torchscript(path):
         try:
-            net = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # TorchScript is deprecated, but users still ship it
+                warnings.simplefilter("ignore", FutureWarning)
+                net = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: damaged TorchScript archive ({exc}).") from None
         return _foreign_module(net, path, "torchscript", dataset, normalize)
@@ -372,7 +391,8 @@ def check_model_fits(model: LoadedModel, dataset: Dataset) -> LoadedModel:
     if model.info.input_shape != dataset.input_shape:
         raise CheckpointError(
             f"{source}: takes inputs of shape {model.info.input_shape} but dataset "
-            f"{dataset.name!r} has {dataset.input_shape}; audit it on the dataset it was trained on."
+            f"{dataset.name!r} has {dataset.input_shape}; audit it on the dataset it was "
+            "trained on."
         )
     probe = torch.zeros((2, *dataset.input_shape))
     try:

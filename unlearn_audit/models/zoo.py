@@ -50,14 +50,22 @@ class LeNet(nn.Module):
         super().__init__()
         channels, height, width = input_shape
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(channels, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         flat = 16 * (height // 4) * (width // 4)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(flat, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
             nn.Linear(84, num_classes),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -77,9 +85,13 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], *, width: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            *_conv_bn(input_shape[0], width), *_conv_bn(width, width), nn.MaxPool2d(2),
-            *_conv_bn(width, 2 * width), *_conv_bn(2 * width, 2 * width), nn.MaxPool2d(2),
-        )  # fmt: skip
+            *_conv_bn(input_shape[0], width),
+            *_conv_bn(width, width),
+            nn.MaxPool2d(2),
+            *_conv_bn(width, 2 * width),
+            *_conv_bn(2 * width, 2 * width),
+            nn.MaxPool2d(2),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(2 * width, 128), nn.ReLU(), nn.Linear(128, num_classes)
