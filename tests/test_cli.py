@@ -227,3 +227,43 @@ def test_splits_verb_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["splits"])
     assert "one of the arguments" in capsys.readouterr().err
+
+
+def test_inspect_every_checkpoint_kind(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", "own.safetensors", "--no-cache", *QUICK]) == 0
+    model = load_checkpoint(workdir / "own.safetensors")
+    capsys.readouterr()
+    torch.save(model.module.net.state_dict(), workdir / "sd.pt")
+    torch.save(model.module.net, workdir / "full.pt")
+    torch.jit.script(model.module.net).save(str(workdir / "ts.pt"))
+
+    assert main(["inspect", "own.safetensors", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"own checkpoint, fingerprint {model.fingerprint}" in out
+    assert "trained on     digits (same data as --dataset)" in out
+    assert "last conv      net.features.10" in out and "input of net.head.3" in out
+
+    assert main(["inspect", "sd.pt", "--arch", "small-cnn", "--conv-layer", "features.7"]) == 0
+    out = capsys.readouterr().out
+    assert f"fingerprint {model.fingerprint}" in out and "last conv      net.features.7" in out
+
+    assert main(["inspect", "sd.pt", "--arch", "small-cnn", "--normalize", "none"]) == 0
+    assert "normalisation  none" in capsys.readouterr().out
+
+    assert main(["inspect", "ts.pt"]) == 0
+    assert "torchscript checkpoint" in capsys.readouterr().out
+
+    assert main(["inspect", "full.pt"]) == 1
+    err = capsys.readouterr().err
+    assert "--trust-checkpoint" in err and err.count("\n") == 1
+    assert main(["inspect", "full.pt", "--trust-checkpoint"]) == 0
+    assert "pickle checkpoint" in capsys.readouterr().out
+
+    assert main(["inspect", "sd.pt"]) == 1
+    assert "give its architecture with --arch" in capsys.readouterr().err
+    assert main(["inspect", "sd.pt", "--arch", "lenet"]) == 1
+    assert "missing keys" in capsys.readouterr().err
+    assert main(["inspect", "missing.pt"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["inspect", "sd.pt", "--arch", "small-cnn", "--normalize", "x"]) == 1
+    assert "`--normalize` must be" in capsys.readouterr().err

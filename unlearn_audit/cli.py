@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -263,9 +264,88 @@ def cmd_splits(args: argparse.Namespace) -> int:
     if args.out_dir:
         out = Path(args.out_dir)
         for name in splits.names():
-            text = "".join(f"{int(i)}\n" for i in splits.get(name))
-            write_atomic(out / f"{name}.txt", lambda tmp, text=text: tmp.write_text(text))
+            write_atomic(out / f"{name}.txt", _id_writer(splits.get(name)))
         print(f"wrote {len(splits.names())} id files to {out}")
+    return 0
+
+
+def _id_writer(ids: Any) -> Callable[[Path], None]:
+    text = "".join(f"{int(i)}\n" for i in ids)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    return write
+
+
+def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("foreign checkpoints")
+    group.add_argument("--arch", help="architecture of a state_dict: zoo name or module:factory")
+    group.add_argument("--arch-kwargs", metavar="JSON", help="extra factory arguments")
+    group.add_argument(
+        "--normalize",
+        metavar="none|MEAN,STD",
+        help="input normalisation the model expects (default: the dataset's usual "
+        "one; our checkpoints record theirs)",
+    )
+    group.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow pickled modules (loading them runs code from the file)",
+    )
+    group.add_argument(
+        "--conv-layer", metavar="NAME", help="convolution for Grad-CAM (default: the last Conv2d)"
+    )
+    group.add_argument(
+        "--feature-layer",
+        metavar="NAME",
+        help="module whose output is the features (default: input of the last Linear)",
+    )
+
+
+def load_model_from_args(path: str, dataset: Any, args: argparse.Namespace) -> Any:
+    """A checkpoint loaded with the foreign-checkpoint options, checked against ``dataset``."""
+    from unlearn_audit.models.checkpoints import load_checkpoint
+
+    return load_checkpoint(
+        path,
+        dataset=dataset,
+        arch=args.arch,
+        arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
+        normalize=args.normalize,
+        trust_checkpoint=args.trust_checkpoint,
+    )
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.models.layers import find_layers
+    from unlearn_audit.train import accuracy, resolve_device
+
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_root)
+    model = load_model_from_args(args.checkpoint, dataset, args)
+    info = model.info
+    layers = find_layers(model.module, conv_layer=args.conv_layer, feature_layer=args.feature_layer)
+    norm = model.normalization
+    print(f"{args.checkpoint}: {model.kind} checkpoint, fingerprint {model.fingerprint}")
+    kwargs = f" {json.dumps(info.arch_kwargs)}" if info.arch_kwargs else ""
+    print(f"  architecture   {info.arch or '(compiled or pickled module)'}{kwargs}")
+    print(f"  classes        {info.num_classes}, input {info.input_shape}")
+    print(f"  normalisation  {norm.to_dict() if norm else 'none'}")
+    if info.dataset:
+        same = "same data" if info.dataset_fingerprint == dataset.fingerprint else "DIFFERENT data"
+        print(f"  trained on     {info.dataset} ({same} as --dataset), seed {info.seed}")
+        print(f"  members        fingerprint {info.members_fingerprint}")
+        print(f"  recipe         {json.dumps(info.recipe, sort_keys=True)}")
+    print(f"  last conv      {layers.conv or '(none)'}")
+    print(f"  features       {layers.features_from} of {layers.features}")
+    model.module.to(device)
+    for name, ids in (("training part", dataset.train_ids), ("held-out part", dataset.heldout_ids)):
+        print(
+            f"  accuracy       {_percent(accuracy(model.module, dataset, ids, device=device))} "
+            f"on the {name} of {dataset.name}"
+        )
     return 0
 
 
@@ -371,6 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
     splits.add_argument("--out-dir", metavar="DIR", help="write DIR/<split>.txt id files")
     splits.set_defaults(run=cmd_splits)
 
+    inspect = verbs.add_parser(
+        "inspect",
+        help="load a checkpoint and show what it holds",
+        description="Load any supported checkpoint against a dataset: "
+        "show its fingerprint, recorded training, the layers "
+        "the checks will read, and its accuracy.",
+    )
+    inspect.add_argument("checkpoint", help=".safetensors, .pt/.pth state_dict, or TorchScript")
+    _add_data_options(inspect)
+    _add_checkpoint_options(inspect)
+    inspect.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    inspect.set_defaults(run=cmd_inspect)
+
     datasets = verbs.add_parser("datasets", help="list the registered datasets")
     datasets.set_defaults(run=cmd_datasets)
     archs = verbs.add_parser("archs", help="list the registered architectures")
@@ -404,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (stops a second error at exit)
+        return 0
 
 
 if __name__ == "__main__":

@@ -64,9 +64,11 @@ class Store:
             model = load_checkpoint(path, trust_checkpoint=True)
             recorded = _recorded_fingerprint(path)
         except UnlearnAuditError as exc:
-            return self._discard(path, f"unreadable ({exc})")
+            self._discard(path, f"unreadable ({exc})")
+            return None
         if recorded != model.fingerprint:
-            return self._discard(path, "its weights do not match the fingerprint recorded in it")
+            self._discard(path, "its weights do not match the fingerprint recorded in it")
+            return None
         return model
 
     def save(self, key: str, model: LoadedModel) -> Path:
@@ -94,7 +96,6 @@ class Store:
             f"store entry {path} is corrupted: {reason}; rebuilding it.", CacheWarning, stacklevel=3
         )
         path.unlink(missing_ok=True)
-        return None
 
 
 def _recorded_fingerprint(path: Path) -> str | None:

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -88,7 +88,8 @@ class Recipe:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown recipe fields {unknown}; known: {sorted(names)}.")
-        return cls(**{k: tuple(v) if k == "milestones" else v for k, v in data.items()})
+        values: dict[str, Any] = {k: tuple(v) if k == "milestones" else v for k, v in data.items()}
+        return cls(**values)
 
     def with_options(self, **overrides: Any) -> Recipe:
         """A copy with the given fields changed; ``None`` values are ignored."""
@@ -392,7 +393,7 @@ def train_classifier(
             progress=progress,
             desc=f"train {role}",
         )
-        trained = result.model.to("cpu")
+        trained = cast(Classifier, result.model.to("cpu"))
         return wrap_model(trained.net, info, dataset.normalization)
 
     if store is None:

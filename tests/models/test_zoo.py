@@ -143,3 +143,12 @@ def test_classifier_normalises_inputs() -> None:
     x = torch.rand(3, 1, 2, 2)
     assert torch.allclose(wrapped(x), inner((x - 0.5) / 0.25))
     assert torch.equal(Classifier(inner, None)(x), inner(x))
+
+
+def test_layer_names_relative_to_the_wrapped_network() -> None:
+    wrapped = Classifier(build_model("small-cnn", 10, (1, 8, 8)), None)
+    layers = find_layers(wrapped, conv_layer="features.0", feature_layer="pool")
+    assert layers.conv == "net.features.0" and layers.features == "net.pool"
+    assert find_layers(wrapped).conv == "net.features.10"
+    with pytest.raises(ConfigError, match="must name a submodule"):
+        find_layers(wrapped, conv_layer="nonexistent")

@@ -28,6 +28,9 @@ class Classifier(nn.Module):
         normalization: Per-channel mean and std, or ``None`` for none.
     """
 
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
     def __init__(self, net: nn.Module, normalization: Normalization | None) -> None:
         super().__init__()
         self.net = net
@@ -74,16 +77,27 @@ class LayerInfo:
     features_from: Literal["input", "output"]
 
 
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name`` (as in ``named_modules()``), with a clear error."""
+def resolve_layer(model: nn.Module, name: str) -> str:
+    """The full name of submodule ``name`` in ``model``, with a clear error if there is none.
+
+    For a :class:`Classifier`, names may also be given relative to the wrapped network
+    (``features.0`` for ``net.features.0``), as users know their own model's names.
+    """
     modules = dict(model.named_modules())
-    if name not in modules:
-        names = [n for n in modules if n]
-        shown = ", ".join(names[-12:])
-        raise ConfigError(
-            f"`layer` must name a submodule of the model; got {name!r}. Last names: {shown}."
-        )
-    return modules[name]
+    if name in modules:
+        return name
+    if isinstance(model, Classifier) and f"net.{name}" in modules:
+        return f"net.{name}"
+    names = [n for n in modules if n]
+    raise ConfigError(
+        f"`layer` must name a submodule of the model; got {name!r}. Last names: "
+        f"{', '.join(names[-12:])}."
+    )
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` (see :func:`resolve_layer`)."""
+    return dict(model.named_modules())[resolve_layer(model, name)]
 
 
 def find_layers(
@@ -112,11 +126,12 @@ def find_layers(
         elif kind == "Linear":
             linears.append(name)
     if conv_layer is not None:
-        get_layer(model, conv_layer)
+        conv_layer = resolve_layer(model, conv_layer)
     conv = conv_layer if conv_layer is not None else (convs[-1] if convs else None)
     if feature_layer is not None:
-        get_layer(model, feature_layer)
-        return LayerInfo(conv=conv, features=feature_layer, features_from="output")
+        return LayerInfo(
+            conv=conv, features=resolve_layer(model, feature_layer), features_from="output"
+        )
     if not linears:
         raise ConfigError(
             "the model has no nn.Linear layer, so its penultimate features cannot be found; "

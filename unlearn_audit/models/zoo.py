@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,7 @@ def _import_factory(spec: str) -> Factory:
 def _call_factory(
     factory: Factory, name: str, num_classes: int, input_shape: tuple[int, int, int], kwargs: dict
 ) -> nn.Module:
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
