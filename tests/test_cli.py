@@ -213,7 +213,7 @@ def test_splits_verb_prints_and_writes_ids(
     again = capsys.readouterr().out
     assert f"forget {len(expected.forget)} listed samples" in again
     assert f"fingerprint {expected.fingerprints['forget']}" in again  # same ids, same fingerprint
-    assert main(["splits", "--forget-random", "0.05", "--request-seed", "2"]) == 0
+    assert main(["splits", "--forget-random", "0.05", "--seed", "2"]) == 0
     assert "random 0.05 of the members (seed 2)" in capsys.readouterr().out
 
 
@@ -250,6 +250,12 @@ def test_inspect_every_checkpoint_kind(workdir: Path, capsys: pytest.CaptureFixt
     assert main(["inspect", "sd.pt", "--arch", "small-cnn", "--normalize", "none"]) == 0
     assert "normalisation  none" in capsys.readouterr().out
 
+    digits = load_dataset("digits")
+    (workdir / "members.txt").write_text("\n".join(map(str, digits.train_ids[:100])))
+    assert main(["inspect", "own.safetensors", "--member-ids", "members.txt"]) == 0
+    out = capsys.readouterr().out
+    assert "on the members of digits" in out and "on the non-members of digits" in out
+
     assert main(["inspect", "ts.pt"]) == 0
     assert "torchscript checkpoint" in capsys.readouterr().out
 
@@ -267,3 +273,12 @@ def test_inspect_every_checkpoint_kind(workdir: Path, capsys: pytest.CaptureFixt
     assert "does not exist" in capsys.readouterr().err
     assert main(["inspect", "sd.pt", "--arch", "small-cnn", "--normalize", "x"]) == 1
     assert "`--normalize` must be" in capsys.readouterr().err
+
+
+def test_member_ids_out_of_range_is_a_clear_error(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "members.txt").write_text("1\n2\n5000\n")
+    assert main(["train", "--member-ids", "members.txt", "--out", "m.safetensors", "--quiet"]) == 1
+    assert "member ids out of range" in capsys.readouterr().err
+    assert not (workdir / "m.safetensors").exists()

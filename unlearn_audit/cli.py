@@ -59,9 +59,7 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
         help="forget a random fraction (0.05) or count (50) of the members",
     )
     kinds.add_argument("--forget-ids", metavar="FILE", help="forget the ids in FILE, one per line")
-    group.add_argument(
-        "--request-seed", type=int, default=0, help="seed of --forget-random (default: 0)"
-    )
+    group.add_argument("--seed", type=int, default=0, help="seed of --forget-random (default: 0)")
     group.add_argument(
         "--test-size",
         type=_count_or_fraction,
@@ -108,21 +106,21 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         "training recipe", "defaults depend on the dataset and architecture"
     )
     group.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    group.add_argument("--lr", type=float, help="peak learning rate")
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--momentum", type=float)
-    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--lr", type=float, metavar="X", help="peak learning rate")
+    group.add_argument("--epochs", type=int, metavar="N")
+    group.add_argument("--batch-size", type=int, metavar="N")
+    group.add_argument("--momentum", type=float, metavar="X")
+    group.add_argument("--weight-decay", type=float, metavar="X")
     group.add_argument("--schedule", choices=("constant", "cosine", "step"))
     group.add_argument("--milestones", metavar="E1,E2", help="epochs of the step schedule")
-    group.add_argument("--gamma", type=float, help="decay factor of the step schedule")
+    group.add_argument("--gamma", type=float, metavar="X", help="decay factor of the step schedule")
     group.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="random shifts (and flips where the dataset allows them)",
     )
-    group.add_argument("--label-smoothing", type=float)
+    group.add_argument("--label-smoothing", type=float, metavar="X")
     group.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
 
 
@@ -179,7 +177,6 @@ def _percent(value: float) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from unlearn_audit.data.datasets import load_dataset
-    from unlearn_audit.data.splits import read_id_file
     from unlearn_audit.models.checkpoints import save_checkpoint
     from unlearn_audit.train import accuracy, resolve_device, train_classifier
 
@@ -188,12 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise ConfigError(f"`--out` must end in .safetensors; got {args.out!r}.")
     dataset = load_dataset(args.dataset, args.data_root)
-    members = read_id_file(args.member_ids, what="member ids") if args.member_ids else None
-    if members is not None and (members.max() >= len(dataset)):
-        raise ConfigError(
-            f"`--member-ids` holds ids up to {int(members.max())} but dataset {dataset.name!r} "
-            f"has ids 0..{len(dataset) - 1}."
-        )
+    members = _members(args, dataset)
     recipe = _recipe(args, dataset.name, args.arch)
     start = time.perf_counter()
     model = train_classifier(
@@ -224,6 +216,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _members(args: argparse.Namespace, dataset: Any) -> Any:
+    """The ids of ``--member-ids``, checked against the dataset, or ``None``."""
+    from unlearn_audit.data.splits import check_member_ids, read_id_file
+
+    if not args.member_ids:
+        return None
+    return check_member_ids(dataset, read_id_file(args.member_ids, what="member ids"))
+
+
 def _complement(n: int, ids: Any) -> Any:
     import numpy as np
 
@@ -233,16 +234,16 @@ def _complement(n: int, ids: Any) -> Any:
 def load_request(args: argparse.Namespace) -> tuple[Any, Any]:
     """Dataset and :class:`Splits` from the data and request options (validated here, once)."""
     from unlearn_audit.data.datasets import load_dataset
-    from unlearn_audit.data.splits import ForgetRequest, make_splits, read_id_file
+    from unlearn_audit.data.splits import ForgetRequest, make_splits
 
     dataset = load_dataset(args.dataset, args.data_root)
     if args.forget_class is not None:
         request = ForgetRequest.classes(args.forget_class)
     elif args.forget_random is not None:
-        request = ForgetRequest.random(args.forget_random, seed=args.request_seed)
+        request = ForgetRequest.random(args.forget_random, seed=args.seed)
     else:
         request = ForgetRequest.from_id_file(args.forget_ids)
-    members = read_id_file(args.member_ids, what="member ids") if args.member_ids else None
+    members = _members(args, dataset)
     splits = make_splits(
         dataset,
         request,
@@ -341,11 +342,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  last conv      {layers.conv or '(none)'}")
     print(f"  features       {layers.features_from} of {layers.features}")
     model.module.to(device)
-    for name, ids in (("training part", dataset.train_ids), ("held-out part", dataset.heldout_ids)):
-        print(
-            f"  accuracy       {_percent(accuracy(model.module, dataset, ids, device=device))} "
-            f"on the {name} of {dataset.name}"
-        )
+    if args.member_ids:
+        members = _members(args, dataset)
+        parts = [("members", members), ("non-members", _complement(len(dataset), members))]
+    else:
+        parts = [("training part", dataset.train_ids), ("held-out part", dataset.heldout_ids)]
+    for name, ids in parts:
+        score = _percent(accuracy(model.module, dataset, ids, device=device))
+        print(f"  accuracy       {score} on the {name} of {dataset.name}")
     return 0
 
 
@@ -407,9 +411,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_EXAMPLES = """examples:
+  unlearn-audit demo
+  unlearn-audit train --dataset digits --arch small-cnn --out original.safetensors
+  unlearn-audit splits --dataset digits --forget-class 3 --out-dir ids/
+  unlearn-audit inspect model.pt --dataset digits --arch small-cnn
+  unlearn-audit VERB --help   (options of one verb)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Audit machine unlearning: gather evidence that a PyTorch image classifier really "
             "forgot the requested data, and what forgetting cost."

@@ -101,7 +101,7 @@ _DEFAULT_RECIPES: dict[tuple[str, str], Recipe] = {
     ("digits", "*"): Recipe(lr=0.05, epochs=30, batch_size=64),
     ("digits", "mlp"): Recipe(lr=0.05, epochs=40, batch_size=64),
     ("digits", "resnet18"): Recipe(lr=0.05, epochs=15, batch_size=64),
-    ("fashion-mnist", "*"): Recipe(lr=0.05, epochs=15, batch_size=128),
+    ("fashion-mnist", "*"): Recipe(lr=0.05, epochs=10, batch_size=128),
     ("mnist", "*"): Recipe(lr=0.05, epochs=10, batch_size=128),
     ("cifar10", "*"): Recipe(lr=0.1, epochs=40, batch_size=128, augment=True),
 }

@@ -239,7 +239,8 @@ def _resolve_classes(dataset: Dataset, labels: tuple[int | str, ...]) -> tuple[i
     return tuple(sorted(resolved))
 
 
-def _check_member_ids(dataset: Dataset, member_ids: np.ndarray) -> np.ndarray:
+def check_member_ids(dataset: Dataset, member_ids: np.ndarray) -> np.ndarray:
+    """Sorted unique member ids, checked to lie in the dataset."""
     members = np.unique(np.asarray(member_ids, dtype=np.int64))
     bad = members[(members < 0) | (members >= len(dataset))]
     if bad.size:
@@ -292,7 +293,7 @@ def make_splits(
         RequestError: Unknown class, ids out of range or not members, empty forget or retain.
         ConfigError: Sizes that do not fit the non-members.
     """
-    members = dataset.train_ids if member_ids is None else _check_member_ids(dataset, member_ids)
+    members = dataset.train_ids if member_ids is None else check_member_ids(dataset, member_ids)
     labels = dataset.labels
     forget_classes: tuple[int, ...] = ()
     if request.kind == "class":
