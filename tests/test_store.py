@@ -99,3 +99,33 @@ def test_keys_are_stable_and_order_free() -> None:
     store = Store("/nonexistent")
     assert store.key({"a": 1, "b": [1, 2]}) == store.key({"b": [1, 2], "a": 1})
     assert store.key({"a": 1}) != store.key({"a": 2})
+
+
+NET_SOURCE = """
+from torch import nn
+
+def tiny(num_classes, input_shape):
+    hidden = {hidden}
+    layers = [nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+    return nn.Sequential(*layers)
+"""
+
+
+def test_editing_an_architecture_invalidates_its_entries(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    source = code / "my_arch.py"
+    source.write_text(NET_SOURCE.format(hidden=16))
+    arch = f"{source}:tiny"
+    store = Store(tmp_path / "store")
+    first = train_classifier(digits, arch=arch, recipe=TINY, store=store, progress=False)
+    # an import-path entry is reloaded for the caller that names the same arch, without trust
+    again = train_classifier(digits, arch=arch, recipe=TINY, store=store, progress=False)
+    assert again.kind == "own" and again.fingerprint == first.fingerprint
+    source.write_text(NET_SOURCE.format(hidden=24))
+    edited = train_classifier(digits, arch=arch, recipe=TINY, store=store, progress=False)
+    assert edited.kind == "memory", "new code, so a new training run"
+    assert edited.module.net[1].out_features == 24
+    assert len(list((tmp_path / "store").rglob("*.safetensors"))) == 2

@@ -55,13 +55,19 @@ class Store:
     def path(self, key: str) -> Path:
         return self.root / "models" / key[:2] / f"{key}.safetensors"
 
-    def load(self, key: str) -> LoadedModel | None:
-        """The stored model for ``key``, or ``None`` if absent or corrupted (then deleted)."""
+    def load(self, key: str, *, arch: str | None = None) -> LoadedModel | None:
+        """The stored model for ``key``, or ``None`` if absent or corrupted (then deleted).
+
+        Args:
+            arch: The architecture the caller expects; it confirms an import-path
+                architecture recorded in the entry (the store never imports code the caller
+                did not name).
+        """
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            model = load_checkpoint(path, trust_checkpoint=True)
+            model = load_checkpoint(path, arch=arch)
             recorded = _recorded_fingerprint(path)
         except UnlearnAuditError as exc:
             self._discard(path, f"unreadable ({exc})")
@@ -84,7 +90,8 @@ class Store:
     def get_or_train(self, parts: dict[str, Any], train: Callable[[], LoadedModel]) -> LoadedModel:
         """Load the model stored for ``parts``, or call ``train()`` and store its result."""
         key = self.key(parts)
-        model = self.load(key)
+        arch = parts.get("arch")
+        model = self.load(key, arch=arch if isinstance(arch, str) else None)
         if model is not None:
             return model
         model = train()

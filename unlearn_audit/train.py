@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from unlearn_audit import __version__
 from unlearn_audit._validation import check_choice, check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import members_fingerprint
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, ModelInfo, wrap_model
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.models.zoo import build_model
+from unlearn_audit.models.zoo import arch_fingerprint, build_model
 from unlearn_audit.store import Store
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
@@ -398,7 +399,13 @@ def train_classifier(
 
     if store is None:
         return _train()
-    parts = {"role": role, **info.to_dict(), "normalization": _norm_dict(dataset)}
+    parts = {
+        "role": role,
+        **info.to_dict(),
+        "normalization": _norm_dict(dataset),
+        "arch_code": arch_fingerprint(arch),
+        "version": __version__,
+    }
     return store.get_or_train(parts, _train)
 
 

@@ -11,7 +11,7 @@ Small datasets sit in memory and are batched by slicing; large image folders str
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -160,7 +160,6 @@ class Dataset:
     fingerprint: str
     flip_invariant: bool = False
     source: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:

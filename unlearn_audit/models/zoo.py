@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18 as _tv_resnet18
 
+from unlearn_audit._hashing import fingerprint_json
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.registry import Registry
 
@@ -214,6 +215,22 @@ def _call_factory(
     if not isinstance(model, nn.Module):
         raise ConfigError(f"architecture {name!r} returned {type(model).__name__}, not nn.Module.")
     return model
+
+
+def arch_fingerprint(arch: str) -> str:
+    """Fingerprint of the source of the module that defines ``arch``.
+
+    Part of every store key, so that editing an architecture's code (yours or the zoo's)
+    never silently reuses models trained with the old code.
+    """
+    factory = _import_factory(arch) if ":" in arch else ARCHS.get(arch)
+    module = inspect.getmodule(factory)
+    try:
+        source = inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):  # no source on disk (compiled or interactive)
+        source = ""
+    name = f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', arch)}"
+    return fingerprint_json({"factory": name, "source": source})
 
 
 def build_model(
