@@ -241,6 +241,7 @@ def test_inspect_every_checkpoint_kind(workdir: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert f"own checkpoint, fingerprint {model.fingerprint}" in out
     assert "trained on     digits (same data as --dataset)" in out
+    assert "training       2 epochs, 32 steps" in out
     assert "last conv      net.features.10" in out and "input of net.head.3" in out
 
     assert main(["inspect", "sd.pt", "--arch", "small-cnn", "--conv-layer", "features.7"]) == 0

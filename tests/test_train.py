@@ -209,3 +209,22 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_trained_model_records_its_history(digits: Dataset) -> None:
+    model = train_classifier(digits, arch="mlp", recipe=TINY, progress=False)
+    history = model.info.extra["history"]
+    assert len(history["epochs"]) == 2 and history["steps"] == 2 * 16
+    assert history["seconds"] > 0 and history["epochs"][1]["loss"] < history["epochs"][0]["loss"]
+
+
+def test_accuracy_counts_every_sample(digits: Dataset, quick_model) -> None:  # type: ignore[no-untyped-def]
+    ids = digits.heldout_ids[:101]
+    x, y = digits.load(ids)
+    with torch.no_grad():
+        expected = float((quick_model.module(x).argmax(1) == y).float().mean())
+    # batches of 10 leave a last batch of 1: a mean of batch means would differ
+    assert accuracy(quick_model.module, digits, ids, batch_size=10) == pytest.approx(expected)
+    assert accuracy(quick_model.module, digits, ids, batch_size=10) == pytest.approx(
+        int((quick_model.module(x).argmax(1) == y).sum()) / 101
+    )

@@ -339,6 +339,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  trained on     {info.dataset} ({same} as --dataset), seed {info.seed}")
         print(f"  members        fingerprint {info.members_fingerprint}")
         print(f"  recipe         {json.dumps(info.recipe, sort_keys=True)}")
+        history = info.extra.get("history")
+        if isinstance(history, dict) and history.get("epochs"):
+            last = history["epochs"][-1]
+            print(
+                f"  training       {len(history['epochs'])} epochs, {history['steps']} steps, "
+                f"{history['seconds']:.1f} s, final loss {last['loss']:.4f}"
+            )
     print(f"  last conv      {layers.conv or '(none)'}")
     print(f"  features       {layers.features_from} of {layers.features}")
     model.module.to(device)
@@ -348,7 +355,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         parts = [("training part", dataset.train_ids), ("held-out part", dataset.heldout_ids)]
     for name, ids in parts:
-        score = _percent(accuracy(model.module, dataset, ids, device=device))
+        score = _percent(accuracy(model.module, dataset, ids))
         print(f"  accuracy       {score} on the {name} of {dataset.name}")
     return 0
 
@@ -358,7 +365,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     for name, spec in DATASETS.items():
         if spec.default_root:
-            where = f"[{spec.default_root}]"
+            found = "found" if Path(spec.default_root).is_dir() else "not found"
+            where = f"[{spec.default_root}: {found}]"
         elif spec.needs_root:
             where = "[--data-root]"
         else:
@@ -381,7 +389,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.data.splits import ForgetRequest, make_splits
     from unlearn_audit.models.checkpoints import save_checkpoint
-    from unlearn_audit.store import Store
     from unlearn_audit.train import accuracy, resolve_device, train_classifier
 
     device = resolve_device(args.device)
@@ -392,7 +399,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dataset,
         arch="small-cnn",
         device=device,
-        store=Store(args.cache_dir),
+        store=_store(args),
         progress=not args.quiet,
     )
     out = save_checkpoint(model, Path(args.out_dir) / "original.safetensors")
@@ -405,7 +412,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ids = splits.get(name)
         print(
             f"  {name:18} {len(ids):5d} samples   accuracy "
-            f"{_percent(accuracy(model.module, dataset, ids, device=device))}"
+            f"{_percent(accuracy(model.module, dataset, ids))}"
         )
     print(f"wrote {out}")
     return 0

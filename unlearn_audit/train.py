@@ -166,6 +166,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def augment_batch(x: torch.Tensor, generator: torch.Generator, *, flip: bool) -> torch.Tensor:
     """Random shifts by up to H/8 pixels (zero padding) and, if ``flip``, horizontal flips."""
     n, c, h, w = x.shape
@@ -318,10 +325,12 @@ def accuracy(
     ids: np.ndarray,
     *,
     batch_size: int = 512,
-    device: str | torch.device | None = "cpu",
 ) -> float:
-    """Fraction of ``ids`` the model classifies correctly (counted over all samples)."""
-    device = resolve_device(device)
+    """Fraction of ``ids`` the model classifies correctly (counted over all samples).
+
+    Batches go to the device the model's weights are on.
+    """
+    device = model_device(model)
     correct = 0
     was_training = model.training
     model.eval()
@@ -395,7 +404,8 @@ def train_classifier(
             desc=f"train {role}",
         )
         trained = cast(Classifier, result.model.to("cpu"))
-        return wrap_model(trained.net, info, dataset.normalization)
+        done = replace(info, extra={**info.extra, "history": result.history.to_dict()})
+        return wrap_model(trained.net, done, dataset.normalization)
 
     if store is None:
         return _train()
