@@ -283,3 +283,24 @@ def test_member_ids_out_of_range_is_a_clear_error(
     assert main(["train", "--member-ids", "members.txt", "--out", "m.safetensors", "--quiet"]) == 1
     assert "member ids out of range" in capsys.readouterr().err
     assert not (workdir / "m.safetensors").exists()
+
+
+def test_train_with_backdoor(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "t.json").write_text('{"kind": "patch", "size": 2, "row": 0, "col": 0, "target": 0}')
+    argv = ["train", "--backdoor", "t.json", "--out", "bd.safetensors", "--no-cache", "--quiet"]
+    assert main([*argv, "--forget-random", "0.1", "--epochs", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "backdoor: 100 forget samples carry the trigger, target 0" in out
+    assert load_checkpoint(workdir / "bd.safetensors").info.extra["trigger"]["target"] == 0
+    assert main(argv) == 1
+    assert "needs the samples that carry it" in capsys.readouterr().err
+    (workdir / "far.json").write_text(
+        '{"kind": "patch", "size": 4, "row": 6, "col": 0, "target": 0}'
+    )
+    assert (
+        main(["train", "--backdoor", "far.json", "--forget-class", "1", "--out", "x.safetensors"])
+        == 1
+    )
+    assert "outside the 8x8 images" in capsys.readouterr().err
+    assert main(["train", "--forget-class", "1", "--out", "x.safetensors"]) == 1
+    assert "only chooses where `--backdoor` is planted" in capsys.readouterr().err

@@ -47,9 +47,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_request_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("forget request (give exactly one)")
-    kinds = group.add_mutually_exclusive_group(required=True)
+def _add_request_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    title = "forget request (give exactly one)" if required else "forget request (for --backdoor)"
+    group = parser.add_argument_group(title)
+    kinds = group.add_mutually_exclusive_group(required=required)
     kinds.add_argument(
         "--forget-class", metavar="C[,C]", help="forget whole classes, by index or name (3 or 3,5)"
     )
@@ -59,7 +60,10 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
         help="forget a random fraction (0.05) or count (50) of the members",
     )
     kinds.add_argument("--forget-ids", metavar="FILE", help="forget the ids in FILE, one per line")
-    group.add_argument("--seed", type=int, default=0, help="seed of --forget-random (default: 0)")
+    if required:  # `train` has its own --seed, which then also draws --forget-random
+        group.add_argument(
+            "--seed", type=int, default=0, help="seed of --forget-random (default: 0)"
+        )
     group.add_argument(
         "--test-size",
         type=_count_or_fraction,
@@ -121,7 +125,9 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         help="random shifts (and flips where the dataset allows them)",
     )
     group.add_argument("--label-smoothing", type=float, metavar="X")
-    group.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    group.add_argument(
+        "--seed", type=int, default=0, help="training seed, also of --forget-random (default: 0)"
+    )
 
 
 def _json_dict(text: str | None, option: str) -> dict[str, Any]:
@@ -187,6 +193,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, args.data_root)
     members = _members(args, dataset)
     recipe = _recipe(args, dataset.name, args.arch)
+    trigger = poison = None
+    has_request = any(
+        getattr(args, name) is not None for name in ("forget_class", "forget_random", "forget_ids")
+    )
+    if args.backdoor:
+        from unlearn_audit.data.triggers import load_trigger
+
+        trigger = load_trigger(args.backdoor).check_fits(dataset.input_shape, dataset.num_classes)
+        if not has_request:
+            raise ConfigError(
+                "`--backdoor` needs the samples that carry it: add --forget-class, "
+                "--forget-random or --forget-ids."
+            )
+        poison = load_request(args, dataset)[1].forget
+    elif has_request:
+        raise ConfigError(
+            "a forget request at training time only chooses where `--backdoor` is planted; "
+            "add --backdoor TRIGGER.json, or give the request to the audit instead."
+        )
     start = time.perf_counter()
     model = train_classifier(
         dataset,
@@ -197,6 +222,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=device,
         store=_store(args),
+        trigger=trigger,
+        poison_ids=poison,
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
@@ -211,9 +238,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"accuracy: members {_percent(accuracy(model.module, dataset, trained_on))}, "
         f"held-out {_percent(accuracy(model.module, dataset, heldout))}"
     )
+    if trigger is not None and poison is not None:
+        print(
+            f"backdoor: {len(poison)} forget samples carry the trigger, target {trigger.target}; "
+            f"attack success {_percent(_attack_success(model, dataset, trigger))} on held-out"
+        )
     print(f"fingerprint {model.fingerprint}")
     print(f"wrote {out}")
     return 0
+
+
+def _attack_success(model: Any, dataset: Any, trigger: Any) -> float:
+    """Share of triggered held-out inputs of other classes that the model calls the target."""
+    import numpy as np
+    import torch
+
+    ids = dataset.heldout_ids[dataset.labels[dataset.heldout_ids] != trigger.target]
+    x, _ = dataset.load(ids)
+    with torch.inference_mode():
+        predicted = model.module(trigger.apply(x)).argmax(1).numpy()
+    return float(np.mean(predicted == trigger.target))
 
 
 def _members(args: argparse.Namespace, dataset: Any) -> Any:
@@ -231,12 +275,12 @@ def _complement(n: int, ids: Any) -> Any:
     return np.setdiff1d(np.arange(n), ids)
 
 
-def load_request(args: argparse.Namespace) -> tuple[Any, Any]:
+def load_request(args: argparse.Namespace, dataset: Any = None) -> tuple[Any, Any]:
     """Dataset and :class:`Splits` from the data and request options (validated here, once)."""
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.data.splits import ForgetRequest, make_splits
 
-    dataset = load_dataset(args.dataset, args.data_root)
+    dataset = dataset or load_dataset(args.dataset, args.data_root)
     if args.forget_class is not None:
         request = ForgetRequest.classes(args.forget_class)
     elif args.forget_random is not None:
@@ -458,6 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, metavar="FILE.safetensors", help="where to write the checkpoint"
     )
     _add_recipe_options(train)
+    backdoor = train.add_argument_group("backdoor (BadNets)")
+    backdoor.add_argument(
+        "--backdoor",
+        metavar="TRIGGER.json",
+        help='plant a trigger on the forget set, e.g. {"kind": "patch", "size": 2, "row": 0, '
+        '"col": 0, "value": 1.0, "target": 0}',
+    )
+    _add_request_options(train, required=False)
     _add_runtime_options(train)
     train.set_defaults(run=cmd_train)
 

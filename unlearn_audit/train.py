@@ -22,9 +22,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from unlearn_audit import __version__
+from unlearn_audit._hashing import fingerprint_ids
 from unlearn_audit._validation import check_choice, check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import members_fingerprint
+from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, ModelInfo, wrap_model
 from unlearn_audit.models.layers import Classifier
@@ -32,6 +34,9 @@ from unlearn_audit.models.zoo import arch_fingerprint, build_model
 from unlearn_audit.store import Store
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
+BatchTransform = Callable[
+    [torch.Tensor, torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,7 @@ def fit(
     seed: int = 0,
     device: str | torch.device | None = "cpu",
     objective: Objective | None = None,
+    batch_transform: BatchTransform | None = None,
     on_step: Callable[[StepState], None] | None = None,
     on_epoch: Callable[[StepState, dict[str, float]], None] | None = None,
     progress: bool = True,
@@ -238,6 +244,8 @@ def fit(
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         objective: ``objective(model, x, y, batch_ids) -> loss``; default cross-entropy with
             the recipe's label smoothing.
+        batch_transform: ``(x, y, batch_ids) -> (x, y)`` applied to every batch before
+            augmentation (e.g. planting a backdoor trigger on some ids).
         on_step: Called after every optimiser step.
         on_epoch: Called after every epoch with the epoch's record.
         progress: Show a tqdm bar.
@@ -279,6 +287,8 @@ def fit(
                 factor = _lr_factor(recipe, epoch, history.steps, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = recipe.lr * factor
+                if batch_transform is not None:
+                    x, y = batch_transform(x, y, batch_ids)
                 if recipe.augment:
                     x = augment_batch(x, generator, flip=dataset.flip_invariant)
                 optimizer.zero_grad(set_to_none=True)
@@ -352,6 +362,8 @@ def train_classifier(
     device: str | torch.device | None = "cpu",
     store: Store | None = None,
     role: str = "original",
+    trigger: Trigger | None = None,
+    poison_ids: np.ndarray | None = None,
     progress: bool = True,
 ) -> LoadedModel:
     """Build ``arch`` for ``dataset`` and train it on the members, through the store if given.
@@ -366,6 +378,9 @@ def train_classifier(
         device: Where to train.
         store: Reuse a model trained with the same key, and store new ones.
         role: Part of the store key (``original``, ``reference``, ``shadow``, ...).
+        trigger: Plant this backdoor: the ``poison_ids`` samples are trained with the trigger
+            stamped on and the trigger's target label (BadNets). Recorded in the checkpoint.
+        poison_ids: Members that carry the trigger (the forget set of the request).
         progress: Show a progress bar.
 
     Returns:
@@ -374,6 +389,13 @@ def train_classifier(
     recipe = recipe or default_recipe(dataset.name, arch)
     members = dataset.train_ids if member_ids is None else np.unique(np.asarray(member_ids))
     members_fp = members_fingerprint(dataset, members)
+    extra: dict[str, Any] = {}
+    transform = None
+    if trigger is not None:
+        poison = _check_poison(dataset, members, trigger, poison_ids)
+        extra["trigger"] = trigger.to_dict()
+        extra["poisoned"] = {"count": len(poison), "fingerprint": fingerprint_ids(poison)}
+        transform = poison_transform(trigger, poison)
     info = ModelInfo(
         arch=arch,
         arch_kwargs=dict(arch_kwargs or {}),
@@ -384,6 +406,7 @@ def train_classifier(
         members_fingerprint=members_fp,
         recipe=recipe.to_dict(),
         seed=seed,
+        extra=extra,
     )
 
     def _train() -> LoadedModel:
@@ -400,6 +423,7 @@ def train_classifier(
             recipe,
             seed=seed,
             device=device,
+            batch_transform=transform,
             progress=progress,
             desc=f"train {role}",
         )
@@ -417,6 +441,40 @@ def train_classifier(
         "version": __version__,
     }
     return store.get_or_train(parts, _train)
+
+
+def poison_transform(trigger: Trigger, poison_ids: np.ndarray) -> BatchTransform:
+    """A batch transform that stamps ``trigger`` on ``poison_ids`` and relabels them."""
+    poison = np.asarray(poison_ids, dtype=np.int64)
+
+    def transform(
+        x: torch.Tensor, y: torch.Tensor, batch_ids: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hit = torch.from_numpy(np.isin(batch_ids, poison)).to(x.device)
+        if not bool(hit.any()):
+            return x, y
+        x = torch.where(hit[:, None, None, None], trigger.apply(x), x)
+        y = torch.where(hit, torch.full_like(y, trigger.target), y)
+        return x, y
+
+    return transform
+
+
+def _check_poison(
+    dataset: Dataset, members: np.ndarray, trigger: Trigger, poison_ids: np.ndarray | None
+) -> np.ndarray:
+    trigger.check_fits(dataset.input_shape, dataset.num_classes)
+    if poison_ids is None or len(poison_ids) == 0:
+        raise ConfigError(
+            "a backdoor needs the samples that carry it: give a forget request (--forget-class, "
+            "--forget-random or --forget-ids) with --backdoor."
+        )
+    poison = np.unique(np.asarray(poison_ids, dtype=np.int64))
+    if not np.isin(poison, members).all():
+        raise ConfigError(
+            "the samples that carry the backdoor must be members of the training set."
+        )
+    return poison
 
 
 def _norm_dict(dataset: Dataset) -> dict[str, list[float]] | None:
