@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import unlearn_audit
 
 
@@ -53,3 +55,13 @@ def test_end_to_end_through_the_top_level_api(tmp_path) -> None:  # type: ignore
     loaded = load_checkpoint(path, dataset=digits)
     assert loaded.fingerprint == model.fingerprint
     assert accuracy(loaded.module, digits, splits.test) > 0.8
+
+
+def test_audit_is_callable_from_the_package() -> None:
+    import unlearn_audit.audit as module
+    from unlearn_audit import audit
+
+    assert callable(unlearn_audit.audit) and callable(module) and callable(audit)
+    for entry in (unlearn_audit.audit, audit, module.audit):
+        with pytest.raises(TypeError, match="missing"):
+            entry(original=None)  # reaches the function: its keyword-only arguments are missing

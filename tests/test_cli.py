@@ -304,3 +304,59 @@ def test_train_with_backdoor(workdir: Path, capsys: pytest.CaptureFixture[str]) 
     assert "outside the 8x8 images" in capsys.readouterr().err
     assert main(["train", "--forget-class", "1", "--out", "x.safetensors"]) == 1
     assert "only chooses where `--backdoor` is planted" in capsys.readouterr().err
+
+
+def test_audit_end_to_end_on_trained_checkpoints(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from unlearn_audit.results import AuditResult
+
+    common = ["--cache-dir", "cache", "--quiet"]
+    assert main(["train", "--out", "original.safetensors", "--epochs", "10", *common]) == 0
+    assert main(["splits", "--forget-class", "3", "--out-dir", "ids"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                "retrained.safetensors",
+                "--epochs",
+                "10",
+                "--seed",
+                "5",
+                "--member-ids",
+                "ids/retain.txt",
+                *common,
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    argv = [
+        "audit",
+        "--original",
+        "original.safetensors",
+        "--forget-class",
+        "3",
+        "--checks",
+        "accuracy,divergence",
+        *common,
+    ]
+    # the retrained model was trained on other members than the original: declare them
+    code = main([*argv, "--unlearned", "retrained.safetensors", "--out", "good"])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "forgotten            PASS" in out and "wrote good/result.json" in out
+    result = AuditResult.load(workdir / "good" / "result.json")
+    assert result.passed and result.checks["divergence"].status == "ok"
+    assert result.models["unlearned"]["source"] == "retrained.safetensors"
+
+    assert main([*argv, "--unlearned", "original.safetensors", "--out", "bad"]) == 2
+    assert "forgotten            FAIL" in capsys.readouterr().out
+    assert not AuditResult.load(workdir / "bad" / "result.json").passed
+
+    assert main([*argv, "--unlearned", "missing.safetensors"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    bad_check = [a if a != "accuracy,divergence" else "acuracy" for a in argv]
+    assert main([*bad_check, "--unlearned", "original.safetensors"]) == 1
+    assert "Did you mean 'accuracy'" in capsys.readouterr().err

@@ -228,3 +228,17 @@ def test_accuracy_counts_every_sample(digits: Dataset, quick_model) -> None:  # 
     assert accuracy(quick_model.module, digits, ids, batch_size=10) == pytest.approx(
         int((quick_model.module(x).argmax(1) == y).sum()) / 101
     )
+
+
+def test_on_step_can_stop_training(digits: Dataset) -> None:
+    seen: list[int] = []
+
+    def stop_after_five(state: StepState) -> bool:
+        seen.append(state.step)
+        return state.step >= 5
+
+    result = fit(
+        _fresh(digits), digits, digits.train_ids, TINY, on_step=stop_after_five, progress=False
+    )
+    assert seen == [1, 2, 3, 4, 5] and result.history.steps == 5
+    assert len(result.history.epochs) == 1

@@ -14,6 +14,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "audit": "unlearn_audit.audit",
+    "AuditResult": "unlearn_audit.results",
+    "Policy": "unlearn_audit.policy",
     "Dataset": "unlearn_audit.data.datasets",
     "Normalization": "unlearn_audit.data.datasets",
     "load_dataset": "unlearn_audit.data",
@@ -43,6 +46,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
+        # `audit` is both a module and its main function: the module is callable (audit.py)
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'unlearn_audit' has no attribute {name!r}")
 

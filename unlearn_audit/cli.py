@@ -404,6 +404,68 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from unlearn_audit.audit import audit
+    from unlearn_audit.checks import CHECKS
+
+    dataset, splits = load_request(args)
+    checks = None
+    if args.checks:
+        checks = [name.strip() for name in args.checks.split(",") if name.strip()]
+        for name in checks:
+            CHECKS.get(name)
+    original = load_model_from_args(args.original, dataset, args)
+    unlearned = load_model_from_args(args.unlearned, dataset, args)
+    references = [load_model_from_args(path, dataset, args) for path in args.reference or []]
+    result = audit(
+        original=original,
+        unlearned=unlearned,
+        dataset=dataset,
+        request=splits,
+        references=references,
+        profile=args.profile,
+        trigger=args.trigger,
+        checks=checks,
+        policy=args.policy,
+        store=_store(args),
+        seed=args.seed,
+        num_references=args.references,
+        num_shadows=args.shadows,
+        conv_layer=args.conv_layer,
+        feature_layer=args.feature_layer,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    out = result.save(Path(args.out) / "result.json")
+    print(format_summary(result))
+    print(f"wrote {out}")
+    return 0 if result.passed else 2
+
+
+def format_summary(result: Any) -> str:
+    """The terminal summary: one verdict line per claim, then the state of every check."""
+    models = result.models
+    lines = [
+        f"audit: {result.request['description']} on {result.dataset['name']} "
+        f"(unlearned {models['unlearned']['fingerprint']}, original "
+        f"{models['original']['fingerprint']}, profile {result.config['profile']})",
+        f"  {'claim':20} {'verdict':7} {'measured':>9} {'reference':>9}  evidence",
+    ]
+    for verdict in result.verdicts:
+        measured = "" if verdict.measured is None else f"{verdict.measured:.3f}"
+        reference = "" if verdict.reference is None else f"{verdict.reference:.3f}"
+        lines.append(
+            f"  {verdict.claim:20} {verdict.status:7} {measured:>9} {reference:>9}  "
+            f"{verdict.evidence}"
+        )
+    states = []
+    for name, check in result.checks.items():
+        state = f"{name} ok" if check.status == "ok" else f"{name} N/A ({check.reason})"
+        states.append(f"{state} {check.seconds:.1f} s")
+    lines.append("  checks: " + "; ".join(states))
+    return "\n".join(lines)
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from unlearn_audit.data.datasets import DATASETS
 
@@ -537,6 +599,55 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_options(inspect)
     inspect.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     inspect.set_defaults(run=cmd_inspect)
+
+    audit = verbs.add_parser(
+        "audit",
+        help="audit an unlearned model against its original",
+        description="Gather the evidence of every check, judge it against "
+        "the policy and write result.json. Exit 0 when no claim "
+        "fails, 2 when one does, 1 on error.",
+    )
+    models = audit.add_argument_group("models")
+    models.add_argument(
+        "--original", required=True, metavar="CKPT", help="the model before unlearning"
+    )
+    models.add_argument("--unlearned", required=True, metavar="CKPT", help="the model under audit")
+    models.add_argument(
+        "--reference",
+        nargs="+",
+        metavar="CKPT",
+        help="models retrained without the forget set (default: train them)",
+    )
+    _add_data_options(audit)
+    _add_request_options(audit)
+    options = audit.add_argument_group("audit")
+    options.add_argument(
+        "--profile",
+        default="standard",
+        choices=("quick", "standard", "full"),
+        help="quick trains nothing; standard (default) adds membership and "
+        "relearn; full has more shadows and references",
+    )
+    options.add_argument("--checks", metavar="A,B", help="only these checks (default: all)")
+    options.add_argument(
+        "--references", type=int, metavar="N", help="reference seeds to train when none are given"
+    )
+    options.add_argument("--shadows", type=int, metavar="K", help="shadow models (default 4)")
+    options.add_argument(
+        "--trigger",
+        metavar="TRIGGER.json",
+        help="backdoor trigger of a foreign original (ours record theirs)",
+    )
+    options.add_argument("--policy", metavar="POLICY.toml", help="thresholds (default: built in)")
+    options.add_argument(
+        "--out",
+        default="reports/audit",
+        metavar="DIR",
+        help="where result.json goes (default: reports/audit)",
+    )
+    _add_checkpoint_options(audit)
+    _add_runtime_options(audit)
+    audit.set_defaults(run=cmd_audit)
 
     datasets = verbs.add_parser("datasets", help="list the registered datasets")
     datasets.set_defaults(run=cmd_datasets)

@@ -47,6 +47,8 @@ class Store:
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.hits = 0
+        self.misses = 0
 
     def key(self, parts: dict[str, Any]) -> str:
         """Fingerprint of a training key (a JSON-able dict)."""
@@ -93,7 +95,9 @@ class Store:
         arch = parts.get("arch")
         model = self.load(key, arch=arch if isinstance(arch, str) else None)
         if model is not None:
+            self.hits += 1
             return model
+        self.misses += 1
         model = train()
         self.save(key, model)
         return model

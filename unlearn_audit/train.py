@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from unlearn_audit import __version__
 from unlearn_audit._hashing import fingerprint_ids
 from unlearn_audit._validation import check_choice, check_positive_int, fail
-from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.data.datasets import Dataset, Normalization
 from unlearn_audit.data.splits import members_fingerprint
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
@@ -225,7 +225,7 @@ def fit(
     device: str | torch.device | None = "cpu",
     objective: Objective | None = None,
     batch_transform: BatchTransform | None = None,
-    on_step: Callable[[StepState], None] | None = None,
+    on_step: Callable[[StepState], bool | None] | None = None,
     on_epoch: Callable[[StepState, dict[str, float]], None] | None = None,
     progress: bool = True,
     desc: str = "train",
@@ -246,7 +246,8 @@ def fit(
             the recipe's label smoothing.
         batch_transform: ``(x, y, batch_ids) -> (x, y)`` applied to every batch before
             augmentation (e.g. planting a backdoor trigger on some ids).
-        on_step: Called after every optimiser step.
+        on_step: Called after every optimiser step; returning ``True`` stops training there
+            (early stopping, step budgets).
         on_epoch: Called after every epoch with the epoch's record.
         progress: Show a tqdm bar.
         desc: Label of the bar.
@@ -275,6 +276,7 @@ def fit(
             leave=False,
             unit="step",
         )  # None: a bar only on a terminal
+        stop = False
         for epoch in range(recipe.epochs):
             trained.train()
             loss_sum, correct, seen = 0.0, 0, 0
@@ -309,9 +311,10 @@ def fit(
                 loss_sum += loss_value * len(batch_ids)
                 seen += len(batch_ids)
                 state = StepState(trained, optimizer, epoch, history.steps, batch_ids, loss_value)
-                if on_step is not None:
-                    on_step(state)
                 bar.update(1)
+                if on_step is not None and on_step(state):
+                    stop = True
+                    break
             record = {
                 "epoch": float(epoch + 1),
                 "loss": loss_sum / max(seen, 1),
@@ -324,6 +327,8 @@ def fit(
             bar.set_postfix(loss=f"{record['loss']:.3f}")
             if on_epoch is not None and state is not None:
                 on_epoch(state, record)
+            if stop:
+                break
         bar.close()
     history.seconds = time.perf_counter() - start
     return TrainResult(model=trained.eval(), history=history)
@@ -364,6 +369,7 @@ def train_classifier(
     role: str = "original",
     trigger: Trigger | None = None,
     poison_ids: np.ndarray | None = None,
+    normalization: Normalization | Literal["dataset"] | None = "dataset",
     progress: bool = True,
 ) -> LoadedModel:
     """Build ``arch`` for ``dataset`` and train it on the members, through the store if given.
@@ -381,12 +387,15 @@ def train_classifier(
         trigger: Plant this backdoor: the ``poison_ids`` samples are trained with the trigger
             stamped on and the trigger's target label (BadNets). Recorded in the checkpoint.
         poison_ids: Members that carry the trigger (the forget set of the request).
+        normalization: Input normalisation of the model; default the dataset's usual one
+            (references and shadows take the original's).
         progress: Show a progress bar.
 
     Returns:
         The trained model with its :class:`ModelInfo` (on CPU, eval mode).
     """
     recipe = recipe or default_recipe(dataset.name, arch)
+    norm = dataset.normalization if normalization == "dataset" else normalization
     members = dataset.train_ids if member_ids is None else np.unique(np.asarray(member_ids))
     members_fp = members_fingerprint(dataset, members)
     extra: dict[str, Any] = {}
@@ -415,7 +424,7 @@ def train_classifier(
             net = build_model(
                 arch, dataset.num_classes, dataset.input_shape, arch_kwargs=arch_kwargs
             )
-        untrained = Classifier(net, dataset.normalization)
+        untrained = Classifier(net, norm)
         result = fit(
             untrained,
             dataset,
@@ -429,14 +438,14 @@ def train_classifier(
         )
         trained = cast(Classifier, result.model.to("cpu"))
         done = replace(info, extra={**info.extra, "history": result.history.to_dict()})
-        return wrap_model(trained.net, done, dataset.normalization)
+        return wrap_model(trained.net, done, norm)
 
     if store is None:
         return _train()
     parts = {
         "role": role,
         **info.to_dict(),
-        "normalization": _norm_dict(dataset),
+        "normalization": norm.to_dict() if norm else None,
         "arch_code": arch_fingerprint(arch),
         "version": __version__,
     }
@@ -475,7 +484,3 @@ def _check_poison(
             "the samples that carry the backdoor must be members of the training set."
         )
     return poison
-
-
-def _norm_dict(dataset: Dataset) -> dict[str, list[float]] | None:
-    return dataset.normalization.to_dict() if dataset.normalization else None

@@ -1,0 +1,450 @@
+"""End-to-end audits on digits with small-cnn: the behaviours the audit must tell apart."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unlearn_audit.audit import audit
+from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
+from unlearn_audit.data.triggers import Trigger
+from unlearn_audit.errors import ConfigError, RegistryError
+from unlearn_audit.models.checkpoints import LoadedModel, wrap_model
+from unlearn_audit.results import AuditResult
+from unlearn_audit.store import Store
+from unlearn_audit.train import Recipe, default_recipe, fit, train_classifier
+
+RECIPE = default_recipe("digits", "small-cnn")
+
+
+class MaskedLogits(nn.Module):
+    """An output-level fake: the original with the forgotten classes' logits masked."""
+
+    def __init__(self, net: nn.Module, classes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.inner = net
+        self.classes = list(classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x).clone()
+        logits[:, self.classes] = -1e4
+        return logits
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return Store(tmp_path_factory.mktemp("audit-store"))
+
+
+@pytest.fixture(scope="module")
+def class_splits(digits: Dataset) -> Splits:
+    return make_splits(digits, ForgetRequest.classes(3))
+
+
+@pytest.fixture(scope="module")
+def original(digits: Dataset, store: Store) -> LoadedModel:
+    return train_classifier(digits, arch="small-cnn", recipe=RECIPE, store=store, progress=False)
+
+
+@pytest.fixture(scope="module")
+def retrained(digits: Dataset, class_splits: Splits, store: Store) -> LoadedModel:
+    """Retrained from scratch without class 3 (seed 7, so not the audit's own reference)."""
+    return train_classifier(
+        digits,
+        arch="small-cnn",
+        recipe=RECIPE,
+        member_ids=class_splits.retain,
+        seed=7,
+        store=store,
+        role="unlearned",
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def head_retrained(digits: Dataset, class_splits: Splits, original: LoadedModel) -> LoadedModel:
+    """Output-level fake: the classifier head re-initialised and retrained on retain, features
+    untouched."""
+    module = copy.deepcopy(original.module)
+    torch.manual_seed(0)
+    for layer in module.net.head:
+        if isinstance(layer, nn.Linear):
+            layer.reset_parameters()
+    for name, param in module.named_parameters():
+        param.requires_grad = name.startswith("net.head")
+    result = fit(
+        module,
+        digits,
+        class_splits.retain,
+        Recipe(lr=0.05, epochs=10, batch_size=64),
+        progress=False,
+    )
+    return wrap_model(result.model.net, original.info, original.normalization)
+
+
+@pytest.fixture(scope="module")
+def masked(original: LoadedModel) -> LoadedModel:
+    return wrap_model(
+        MaskedLogits(original.module.net, (3,)), original.info, original.normalization
+    )
+
+
+def _verdicts(result: AuditResult) -> dict[str, str]:
+    return {v.claim: v.status for v in result.verdicts}
+
+
+def _acc(result: AuditResult, split: str, role: str) -> float:
+    return result.checks["accuracy"].metrics["accuracy"][split][role]["value"]
+
+
+CLASS_CHECKS = ["accuracy", "representation", "relearn"]
+
+
+def test_class_request_original_fails_and_retrained_passes(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    store: Store,
+) -> None:
+    before = audit(
+        original=original,
+        unlearned=original,
+        dataset=digits,
+        request=class_splits,
+        checks=CLASS_CHECKS,
+        store=store,
+    )
+    after = audit(
+        original=original,
+        unlearned=retrained,
+        dataset=digits,
+        request=class_splits,
+        checks=CLASS_CHECKS,
+        store=store,
+    )
+    assert _acc(before, "test_forget_class", "unlearned") > 0.9
+    assert _acc(after, "test_forget_class", "unlearned") < 0.05
+    assert _verdicts(before)["forgotten"] == "FAIL"
+    assert _verdicts(after)["forgotten"] == "PASS"
+    assert _verdicts(after)["utility_kept"] == "PASS"
+    assert _verdicts(before)["knowledge_removed"] == "FAIL"
+    assert _verdicts(after)["knowledge_removed"] != "FAIL"
+    assert not before.passed and after.passed
+    cka = after.checks["representation"].metrics["cka"]
+    assert cka["reference"]["retain"] > cka["reference"]["forget"] + 0.05
+
+
+@pytest.mark.parametrize("fake", ["masked", "head_retrained"])
+def test_output_level_fakes_fail_knowledge_removed(
+    fake: str,
+    request: pytest.FixtureRequest,
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    store: Store,
+) -> None:
+    unlearned = request.getfixturevalue(fake)
+    result = audit(
+        original=original,
+        unlearned=unlearned,
+        dataset=digits,
+        request=class_splits,
+        checks=CLASS_CHECKS,
+        store=store,
+    )
+    assert _acc(result, "forget", "unlearned") <= 0.05, "the fake does hide the class"
+    verdicts = _verdicts(result)
+    assert verdicts["forgotten"] == "PASS"
+    assert verdicts["knowledge_removed"] == "FAIL"
+    rep = result.checks["representation"].metrics
+    assert rep["cka"]["unlearned"]["forget"] > 0.95  # features untouched
+    assert rep["probe"]["unlearned"] > rep["probe"]["reference"]  # weaker than CKA on digits
+
+
+def test_random_request_membership_separates_original_from_reference(
+    digits: Dataset, store: Store
+) -> None:
+    # an overfit original: 400 random members, no weight decay, 60 epochs (test accuracy ~97%)
+    members = np.sort(np.random.default_rng(0).choice(digits.train_ids, 400, replace=False))
+    overfit = train_classifier(
+        digits,
+        arch="small-cnn",
+        member_ids=members,
+        store=store,
+        recipe=Recipe(lr=0.05, epochs=60, batch_size=32, weight_decay=0.0),
+        progress=False,
+    )
+    splits = make_splits(digits, ForgetRequest.random(0.5, seed=0), member_ids=members)
+    result = audit(
+        original=overfit,
+        unlearned=overfit,
+        dataset=digits,
+        request=splits,
+        checks=["accuracy", "membership"],
+        store=store,
+    )
+    lira = result.checks["membership"].metrics["lira"]
+    original_auc = lira["original"]["auc"]
+    reference_auc = lira["reference"]["auc"]
+    assert original_auc["value"] > reference_auc["value"] + 0.1
+    assert original_auc["low"] > reference_auc["high"], "an interval-backed gap"
+    assert abs(reference_auc["value"] - 0.5) < 0.1, "the reference is near chance"
+    assert _verdicts(result)["no_membership_leak"] == "FAIL"
+    tpr = lira["original"]["tpr_at_1pct"]
+    assert tpr["realised_fpr"] <= 0.01 and tpr["nonmembers"] == len(splits.test)
+    assert lira["original"]["tpr_at_0.1pct"]["resolvable"] is False  # < 1000 non-members
+    for attack in ("shokri", "loss"):
+        assert attack in result.checks["membership"].metrics
+    exposed = result.checks["membership"].per_sample["most_exposed_forget"]
+    assert len(exposed["ids"]) == 10 and set(exposed["ids"]) <= set(splits.forget.tolist())
+    assert result.to_json()  # finite JSON despite infinite thresholds
+    assert exposed["unlearned"] == sorted(exposed["unlearned"], reverse=True)
+
+
+def test_backdoor_is_seen_in_the_original_and_not_in_the_reference(
+    digits: Dataset, store: Store
+) -> None:
+    trigger = Trigger(kind="patch", size=2, row=0, col=0, target=0)
+    splits = make_splits(digits, ForgetRequest.random(0.1, seed=1))
+    backdoored = train_classifier(
+        digits,
+        arch="small-cnn",
+        recipe=RECIPE,
+        trigger=trigger,
+        poison_ids=splits.forget,
+        store=store,
+        progress=False,
+    )
+    result = audit(
+        original=backdoored,
+        unlearned=backdoored,
+        dataset=digits,
+        request=splits,
+        checks=["backdoor"],
+        store=store,
+    )
+    success = result.checks["backdoor"].metrics["attack_success"]
+    assert success["original"]["value"] > 0.9
+    assert success["reference"]["value"] < 0.1
+    assert _verdicts(result)["backdoor_removed"] == "FAIL"
+    assert result.checks["backdoor"].notes == []  # planted on this very forget set
+
+
+def test_divergence_and_saliency_yardsticks(
+    digits: Dataset, class_splits: Splits, original: LoadedModel, store: Store
+) -> None:
+    result = audit(
+        original=original,
+        unlearned=original,
+        dataset=digits,
+        request=class_splits,
+        checks=["divergence", "saliency"],
+        num_references=2,
+        store=store,
+    )
+    js = result.checks["divergence"].metrics["js"]
+    assert js["forget"]["unlearned_vs_original"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert (
+        js["forget"]["original_vs_reference"]["value"]
+        > js["forget"]["reference_vs_reference_2"]["value"] + 0.1
+    )
+    assert js["forget"]["original_vs_reference"]["value"] <= np.log(2)
+    saliency = result.checks["saliency"]
+    for split in ("forget", "retain"):
+        assert saliency.metrics["spearman"][split]["unlearned_vs_original"][
+            "value"
+        ] == pytest.approx(1.0)
+        assert saliency.metrics["top10_iou"][split]["unlearned_vs_original"][
+            "value"
+        ] == pytest.approx(1.0)
+        grid = saliency.figures["grid"][split]
+        assert len(grid["ids"]) == 4 and set(grid["maps"]) == {"original", "unlearned", "reference"}
+        assert np.asarray(grid["maps"]["original"]).shape == (4, 8, 8)
+
+
+def test_second_audit_trains_nothing(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    masked: LoadedModel,
+    store: Store,
+) -> None:
+    checks = ["accuracy", "membership"]
+    audit(
+        original=original,
+        unlearned=retrained,
+        dataset=digits,
+        request=class_splits,
+        checks=checks,
+        store=store,
+    )
+    misses = store.misses
+    second = audit(
+        original=original,
+        unlearned=masked,
+        dataset=digits,
+        request=class_splits,
+        checks=checks,
+        store=store,
+    )
+    assert store.misses == misses, "references and shadows come from the store"
+    assert second.config["models_built"] == {"trained": 0, "reused": 5}
+
+
+def test_exactly_one_inference_pass_per_model_split_view(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    masked: LoadedModel,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from unlearn_audit import outputs
+
+    collectors: list[outputs.OutputCollector] = []
+    real_init = outputs.OutputCollector.__init__
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_init(self, *args, **kwargs)
+        collectors.append(self)
+
+    monkeypatch.setattr(outputs.OutputCollector, "__init__", spy)
+    audit(original=original, unlearned=masked, dataset=digits, request=class_splits, store=store)
+    (collector,) = collectors
+    assert collector.passes and set(collector.passes.values()) == {1}
+    models = {key[0] for key in collector.passes}
+    assert len(models) == 2 + 1 + 4  # original, unlearned, reference, 4 shadows
+
+
+def test_not_applicable_paths(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    store: Store,
+) -> None:
+    scripted = wrap_model(
+        torch.jit.script(retrained.module.net), retrained.info, retrained.normalization
+    )
+    result = audit(
+        original=original,
+        unlearned=scripted,
+        dataset=digits,
+        request=class_splits,
+        profile="quick",
+        store=store,
+    )
+    checks = result.checks
+    assert checks["accuracy"].status == "ok"
+    assert checks["divergence"].status == "na" and "no reference" in checks["divergence"].reason
+    assert checks["membership"].status == "na" and "shadow" in checks["membership"].reason
+    assert checks["relearn"].status == "na"
+    assert checks["backdoor"].status == "na" and "trigger" in checks["backdoor"].reason
+    assert checks["representation"].status == "na" and "features" in checks["representation"].reason
+    assert checks["saliency"].status == "na" and "TorchScript" in checks["saliency"].reason
+    assert checks["efficiency"].status == "na"
+    verdicts = _verdicts(result)
+    assert verdicts["no_membership_leak"] == verdicts["backdoor_removed"] == "N/A"
+    assert verdicts["forgotten"] == "N/A"  # no reference in the quick profile
+
+
+def test_quick_profile_with_given_reference(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    store: Store,
+) -> None:
+    misses = store.misses
+    result = audit(
+        original=original,
+        unlearned=original,
+        dataset=digits,
+        request=class_splits,
+        references=[retrained],
+        profile="quick",
+        store=store,
+    )
+    assert store.misses == misses, "the quick profile trains nothing"
+    assert result.checks["divergence"].status == "ok"
+    assert _verdicts(result)["forgotten"] == "FAIL"
+
+
+def test_bad_inputs(
+    digits: Dataset, class_splits: Splits, original: LoadedModel, tmp_path: Path
+) -> None:
+    with pytest.raises(RegistryError, match="unknown check 'acuracy'"):
+        audit(
+            original=original,
+            unlearned=original,
+            dataset=digits,
+            request=class_splits,
+            checks=["acuracy"],
+        )
+    with pytest.raises(ConfigError, match="outside the 8x8 images"):
+        audit(
+            original=original,
+            unlearned=original,
+            dataset=digits,
+            request=class_splits,
+            trigger=Trigger(kind="patch", size=3, row=7, col=7, target=0),
+        )
+    other = train_classifier(digits, arch="mlp", recipe=Recipe(epochs=1), progress=False)
+    five = wrap_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 5)), other.info, None)
+    with pytest.raises(Exception, match="5 scores per image"):
+        audit(original=original, unlearned=five, dataset=digits, request=class_splits)
+    subset = make_splits(digits, ForgetRequest.classes(3), member_ids=digits.train_ids[:500])
+    with pytest.raises(ConfigError, match="other members"):
+        audit(original=original, unlearned=original, dataset=digits, request=subset)
+    with pytest.raises(ConfigError, match="`profile` must be one of"):
+        audit(
+            original=original,
+            unlearned=original,
+            dataset=digits,
+            request=class_splits,
+            profile="thorough",
+        )
+    with pytest.raises(ConfigError, match="does not exist"):
+        audit(
+            original=original,
+            unlearned=original,
+            dataset=digits,
+            request=class_splits,
+            policy=tmp_path / "none.toml",
+        )
+
+
+def test_result_json_round_trip(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    store: Store,
+    tmp_path: Path,
+) -> None:
+    result = audit(
+        original=original,
+        unlearned=retrained,
+        dataset=digits,
+        request=class_splits,
+        checks=["accuracy", "divergence"],
+        store=store,
+        created="2026-01-01T00:00:00Z",
+    )
+    path = result.save(tmp_path / "result.json")
+    loaded = AuditResult.load(path)
+    assert loaded.to_dict() == result.to_dict_json()
+    assert AuditResult.from_dict(result.to_dict_json()).to_json() == result.to_json()
+    assert loaded.created == "2026-01-01T00:00:00Z" and loaded.schema_version == 1
+    assert str(tmp_path) not in path.read_text(), "no absolute paths in results"
+    data = result.to_dict() | {"schema_version": 99}
+    with pytest.raises(ConfigError, match="schema version 99"):
+        AuditResult.from_dict(data)

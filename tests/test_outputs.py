@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.data.triggers import Trigger
+from unlearn_audit.errors import ConfigError
+from unlearn_audit.models.checkpoints import LoadedModel, wrap_model
+from unlearn_audit.outputs import OutputCollector, apply_view
+
+
+def test_views() -> None:
+    x = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4) / 16
+    assert torch.equal(apply_view(x, "hflip")[0, 0, 0], x[0, 0, 0].flip(0))
+    assert torch.equal(apply_view(x, "vflip")[0, 0, :, 0], x[0, 0, :, 0].flip(0))
+    assert apply_view(x, "crop90").shape == x.shape
+    big = torch.rand(2, 3, 20, 20)
+    cropped = apply_view(big, "crop90")
+    assert cropped.shape == big.shape and not torch.equal(cropped, big)
+    assert torch.equal(apply_view(x, "clean"), x)
+    with pytest.raises(ConfigError, match="needs a trigger"):
+        apply_view(x, "trigger")
+    trigger = Trigger(kind="patch", size=1, row=0, col=0, target=0, value=1.0)
+    assert apply_view(x, "trigger", trigger=trigger)[0, 0, 0, 0] == 1.0
+    with pytest.raises(ConfigError, match="`view` must be"):
+        apply_view(x, "rotate")  # type: ignore[arg-type]
+
+
+def test_one_pass_per_model_split_view(digits: Dataset, quick_model: LoadedModel) -> None:
+    collector = OutputCollector(digits, batch_size=100)
+    ids = digits.heldout_ids[:250]
+    first = collector.get(quick_model, ids, "fp-test")
+    again = collector.get(quick_model, ids, "fp-test")
+    assert first is again
+    collector.get(quick_model, ids, "fp-test", "hflip")
+    assert collector.passes == {
+        (quick_model.fingerprint, "fp-test", "clean"): 1,
+        (quick_model.fingerprint, "fp-test", "hflip"): 1,
+    }
+    assert first.logits.shape == (250, 10) and first.features.shape == (250, 128)
+    assert first.channels.shape == (250, 64) and (first.channels >= 0).all()
+    x, y = digits.load(ids)
+    with torch.no_grad():
+        logits = quick_model.module(x).double()
+    np.testing.assert_allclose(first.logits, logits.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        first.losses, F.cross_entropy(logits, y, reduction="none").numpy(), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(first.probs.sum(axis=1), 1.0)
+    assert np.array_equal(first.correct, logits.argmax(1).numpy() == y.numpy())
+
+
+def test_torchscript_models_give_logits_without_features(
+    digits: Dataset, quick_model: LoadedModel
+) -> None:
+    scripted = wrap_model(
+        torch.jit.script(quick_model.module.net), quick_model.info, quick_model.normalization
+    )
+    out = OutputCollector(digits).get(scripted, digits.heldout_ids[:20], "fp")
+    assert out.features is None and out.channels is None and out.logits.shape == (20, 10)
+
+
+def test_named_layers_are_recorded(digits: Dataset, quick_model: LoadedModel) -> None:
+    collector = OutputCollector(digits, conv_layer="features.0", feature_layer="pool")
+    out = collector.get(quick_model, digits.heldout_ids[:10], "fp")
+    assert out.features.shape == (10, 64) and out.channels.shape == (10, 32)

@@ -1,0 +1,148 @@
+"""relearn (seeds 000, 003): how fast does the forgotten behaviour come back?
+
+A copy of the model is fine-tuned with a fixed gentle recipe (Adam 1e-4, batch 32) on a small
+part of the forget set mixed with retain samples, and its accuracy on held-out forget data (the
+forget-class test samples for class requests, the rest of the forget set otherwise) is measured
+every few steps. Relearn time is the first step at which it reaches half the original's accuracy
+there (training stops there); capped, and "not reached" is reported as such. The same probe on
+the reference is the yardstick.
+
+Caveat (METRICS.md): an output-level method can relearn *slower* than the reference, so relearn
+time alone never certifies knowledge removal. The probe is therefore also run with the classifier
+head re-initialised on both models ("feature relearn"), which exposes knowledge kept in the
+features.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
+from unlearn_audit.functional.relearn import relearn_time
+from unlearn_audit.models.layers import get_layer
+from unlearn_audit.outputs import readable_layers
+from unlearn_audit.train import Recipe, StepState, accuracy, fit
+
+if TYPE_CHECKING:
+    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.models.checkpoints import LoadedModel
+
+RECIPE = Recipe(
+    optimizer="adam", lr=1e-4, batch_size=32, weight_decay=0.0, schedule="constant", epochs=1000
+)
+MAX_STEPS = 300
+EVAL_EVERY = 10
+FORGET_FRACTION = 0.1
+RETAIN_PER_FORGET = 4
+THRESHOLD = 0.5
+
+
+def _curve(
+    ctx: AuditContext,
+    module: nn.Module,
+    train_ids: np.ndarray,
+    eval_ids: np.ndarray,
+    target: float,
+    seed: int,
+) -> tuple[list[int], list[float]]:
+    """Accuracy on ``eval_ids`` every few steps, until it reaches ``target`` or the cap."""
+    steps, accs = [0], [accuracy(module, ctx.dataset, eval_ids)]
+    if accs[0] >= target:
+        return steps, accs
+
+    def probe(state: StepState) -> bool:
+        if state.step % EVAL_EVERY == 0:
+            steps.append(state.step)
+            accs.append(accuracy(state.model, ctx.dataset, eval_ids))
+            return accs[-1] >= target or state.step >= MAX_STEPS
+        return False
+
+    fit(
+        module,
+        ctx.dataset,
+        train_ids,
+        RECIPE,
+        seed=seed,
+        device=ctx.device,
+        on_step=probe,
+        progress=False,
+        desc="relearn",
+    )
+    return steps, accs
+
+
+def _reset_head(model: LoadedModel, seed: int) -> nn.Module | None:
+    layers, _ = readable_layers(model)  # the head is the last Linear, whatever --feature-layer
+    if layers is None or layers.features_from != "input":
+        return None
+    module = copy.deepcopy(model.module)
+    head = get_layer(module, layers.features)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        head.reset_parameters()  # type: ignore[operator]
+    return module
+
+
+@register_check
+class RelearnCheck(Check):
+    name = "relearn"
+    description = "fine-tuning steps until the forgotten behaviour returns, vs the reference"
+    needs = Needs(references=True, training=True)
+
+    def run(self, ctx: AuditContext) -> CheckResult:
+        rng = np.random.default_rng(ctx.config.seed)
+        forget = ctx.splits.forget
+        n_relearn = max(1, round(FORGET_FRACTION * len(forget)))
+        relearn_ids = np.sort(rng.choice(forget, size=n_relearn, replace=False))
+        if ctx.is_class_request:
+            eval_ids = ctx.splits.test_forget_class
+        else:
+            eval_ids = np.setdiff1d(forget, relearn_ids)
+        if eval_ids is None or len(eval_ids) == 0:
+            return CheckResult.not_applicable(self.name, "no held-out forget data to measure on")
+        retain = rng.choice(
+            ctx.splits.retain,
+            size=min(len(ctx.splits.retain), RETAIN_PER_FORGET * n_relearn),
+            replace=False,
+        )
+        train_ids = np.concatenate([relearn_ids, retain])
+        target = THRESHOLD * accuracy(ctx.original.module, ctx.dataset, eval_ids)
+        models = {"unlearned": ctx.unlearned, "reference": ctx.references[0]}
+        metrics: dict[str, Any] = {
+            "threshold": target,
+            "max_steps": MAX_STEPS,
+            "relearn_samples": int(n_relearn),
+            "retain_samples": len(retain),
+            "eval_samples": len(eval_ids),
+        }
+        curves: dict[str, Any] = {}
+        notes: list[str] = []
+        for variant in ("relearn", "feature_relearn"):
+            metrics[variant], curves[variant] = {}, {}
+            for role, model in models.items():
+                module = (
+                    model.module if variant == "relearn" else _reset_head(model, ctx.config.seed)
+                )
+                if module is None:
+                    notes.append(f"feature relearn skipped for {role}: its head cannot be reset")
+                    continue
+                steps, accs = _curve(ctx, module, train_ids, eval_ids, target, ctx.config.seed)
+                reached = relearn_time(steps, accs, target)
+                metrics[variant][role] = {"steps": reached, "reached": reached is not None}
+                curves[variant][role] = {"steps": steps, "accuracy": accs}
+        metrics["ratio"] = _ratio(metrics["relearn"])
+        metrics["feature_ratio"] = _ratio(metrics["feature_relearn"])
+        notes.append("relearn time alone never certifies knowledge removal (see the caveat)")
+        return CheckResult(name=self.name, metrics=metrics, figures={"curves": curves}, notes=notes)
+
+
+def _ratio(times: dict[str, Any]) -> float | None:
+    unlearned, reference = times.get("unlearned", {}), times.get("reference", {})
+    if not unlearned.get("reached") or not reference.get("reached"):
+        return None
+    return unlearned["steps"] / max(reference["steps"], 1)

@@ -1,0 +1,273 @@
+"""Intervals and positions: binomial proportions, bootstrap intervals, reference seeds.
+
+Binomial intervals follow Wilson (1927) and Clopper & Pearson (1934), both computed by
+:meth:`scipy.stats.binomtest`; bootstrap intervals are seeded percentile intervals from
+:func:`scipy.stats.bootstrap` (Efron & Tibshirani 1993).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from unlearn_audit._validation import check_choice, fail
+from unlearn_audit.functional._checks import (
+    check_array,
+    check_confidence,
+    check_count,
+    check_seed,
+)
+
+__all__ = [
+    "Proportion",
+    "bootstrap_interval",
+    "clopper_pearson_interval",
+    "mean_with_interval",
+    "proportion",
+    "reference_position",
+    "wilson_interval",
+]
+
+PROPORTION_METHODS = ("wilson", "clopper-pearson")
+
+Count = int | np.integer[Any]  # numpy counts (e.g. ``mask.sum()``) are accepted as they are
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """A binomial proportion with its confidence interval.
+
+    Attributes:
+        value: ``successes / total``; NaN when ``total == 0``.
+        low: Lower bound of the interval (0.0 when ``total == 0``).
+        high: Upper bound of the interval (1.0 when ``total == 0``).
+        successes: Number of successes.
+        total: Number of trials.
+        method: ``"wilson"`` or ``"clopper-pearson"``.
+    """
+
+    value: float
+    low: float
+    high: float
+    successes: int
+    total: int
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict."""
+        return asdict(self)
+
+
+def _check_counts(successes: Any, total: Any) -> tuple[int, int]:
+    k = check_count(successes, "successes")
+    n = check_count(total, "total")
+    if k > n:
+        raise fail("successes", f"at most `total` = {n}", k)
+    return k, n
+
+
+def _binomial_interval(
+    successes: Any, total: Any, confidence: Any, method: str
+) -> tuple[float, float]:
+    k, n = _check_counts(successes, total)
+    level = check_confidence(confidence)
+    if n == 0:
+        return 0.0, 1.0
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method=method)
+    return float(np.clip(ci.low, 0.0, 1.0)), float(np.clip(ci.high, 0.0, 1.0))
+
+
+def wilson_interval(
+    successes: Count, total: Count, *, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927).
+
+    Args:
+        successes: Number of successes ``k`` (0 <= k <= total).
+        total: Number of trials ``n``.
+        confidence: Confidence level in (0, 1).
+
+    Returns:
+        ``(low, high)`` within [0, 1]; ``(0.0, 1.0)`` when ``total == 0``.
+
+    Raises:
+        ConfigError: On negative counts, ``successes > total`` or a bad confidence level.
+    """
+    return _binomial_interval(successes, total, confidence, "wilson")
+
+
+def clopper_pearson_interval(
+    successes: Count, total: Count, *, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Exact (Clopper-Pearson 1934) interval for a binomial proportion.
+
+    Conservative: coverage is at least ``confidence`` for every true proportion. Use it for
+    rare events (TPR at low FPR, attack success near 0 or 1).
+
+    Args:
+        successes: Number of successes ``k`` (0 <= k <= total).
+        total: Number of trials ``n``.
+        confidence: Confidence level in (0, 1).
+
+    Returns:
+        ``(low, high)`` within [0, 1]; ``(0.0, 1.0)`` when ``total == 0``.
+
+    Raises:
+        ConfigError: On negative counts, ``successes > total`` or a bad confidence level.
+    """
+    return _binomial_interval(successes, total, confidence, "exact")
+
+
+def proportion(
+    successes: Count, total: Count, *, method: str = "wilson", confidence: float = 0.95
+) -> Proportion:
+    """A binomial proportion with a Wilson or Clopper-Pearson interval.
+
+    Args:
+        successes: Number of successes.
+        total: Number of trials.
+        method: ``"wilson"`` or ``"clopper-pearson"``.
+        confidence: Confidence level in (0, 1).
+
+    Returns:
+        A :class:`Proportion`; ``value`` is NaN and the interval (0, 1) when ``total == 0``.
+
+    Raises:
+        ConfigError: On bad counts, method or confidence level.
+    """
+    check_choice(method, "method", PROPORTION_METHODS)
+    interval = wilson_interval if method == "wilson" else clopper_pearson_interval
+    low, high = interval(successes, total, confidence=confidence)
+    k, n = int(successes), int(total)
+    value = k / n if n else math.nan
+    return Proportion(value=value, low=low, high=high, successes=k, total=n, method=method)
+
+
+def bootstrap_interval(
+    statistic: Callable[..., Any],
+    *samples: Any,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Seeded percentile bootstrap interval of ``statistic(*samples)``.
+
+    Each 1-D sample is resampled independently (``paired=False``) by
+    :func:`scipy.stats.bootstrap` with ``method="percentile"`` and
+    ``rng=np.random.default_rng(seed)``, so equal seeds give equal intervals.
+
+    Degenerate cases never raise: when every sample is constant, or any sample has fewer than
+    2 values, the interval collapses to ``(v, v)`` with ``v = statistic(*samples)``; an empty
+    sample gives ``(nan, nan)``.
+
+    Args:
+        statistic: Function of the samples returning a scalar; called unvectorised.
+        *samples: One or more 1-D arrays ``(N_i,)``.
+        n_resamples: Number of bootstrap resamples.
+        confidence: Confidence level in (0, 1).
+        seed: Seed of the resampling generator.
+
+    Returns:
+        ``(low, high)``.
+
+    Raises:
+        ConfigError: On no samples, a sample that is not 1-D, or bad options.
+    """
+    if not samples:
+        raise fail("samples", "at least one 1-D array", samples)
+    arrays = [
+        check_array(s, f"samples[{i}]", ndim=1, shape_hint="(N,)", finite=False)
+        for i, s in enumerate(samples)
+    ]
+    n_resamples = check_count(n_resamples, "n_resamples", minimum=1)
+    level = check_confidence(confidence)
+    seed = check_seed(seed)
+    if any(a.size == 0 for a in arrays):
+        return math.nan, math.nan
+    if any(a.size < 2 for a in arrays) or all(np.all(a == a[0]) for a in arrays):
+        # every resample would equal the data: the bootstrap distribution is a point
+        value = float(statistic(*arrays))
+        return value, value
+    result = stats.bootstrap(
+        tuple(arrays),
+        statistic,
+        n_resamples=n_resamples,
+        vectorized=False,
+        paired=False,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def mean_with_interval(
+    values: Any, *, seed: int = 0, n_resamples: int = 1000, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of ``values`` with a seeded percentile bootstrap interval.
+
+    Args:
+        values: Per-sample values ``(N,)``, e.g. JS divergences of the forget samples.
+        seed: Seed of the resampling generator.
+        n_resamples: Number of bootstrap resamples.
+        confidence: Confidence level in (0, 1).
+
+    Returns:
+        ``(mean, low, high)``; all NaN when ``values`` is empty.
+
+    Raises:
+        ConfigError: When ``values`` is not 1-D or holds NaN or infinity.
+    """
+    array = check_array(values, "values", ndim=1, shape_hint="(N,)")
+    if array.size == 0:
+        return math.nan, math.nan, math.nan
+    low, high = bootstrap_interval(
+        np.mean, array, n_resamples=n_resamples, confidence=confidence, seed=seed
+    )
+    return float(np.mean(array)), low, high
+
+
+def reference_position(
+    value: float | None, reference_values: Sequence[float] | Any
+) -> dict[str, Any]:
+    """Place ``value`` inside the distribution of reference values (e.g. retrained seeds).
+
+    Args:
+        value: The audited model's value (e.g. its forget accuracy); None or NaN when missing.
+        reference_values: The same quantity for each reference model ``(R,)``. None and
+            non-finite entries (a reference without a value) are ignored.
+
+    Returns:
+        ``{"z": ..., "percentile": ..., "n": ...}``: ``z`` is ``(value - mean) / std`` with the
+        sample std (ddof=1) of the references, None with fewer than 2 references or std 0;
+        ``percentile`` is the share of references <= ``value`` in [0, 100], None without
+        references; ``n`` is the number of references used. Both are None when ``value`` is
+        None or not finite.
+
+    Raises:
+        ConfigError: When ``reference_values`` is not 1-D.
+    """
+    refs = check_array(
+        reference_values, "reference_values", ndim=1, shape_hint="(R,)", finite=False
+    )
+    refs = refs[np.isfinite(refs)]
+    out: dict[str, Any] = {"z": None, "percentile": None, "n": int(refs.size)}
+    if value is None:  # a JSON null: the audited model has no value on this split
+        return out
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise fail("value", "a number", value) from None
+    if not math.isfinite(number) or refs.size == 0:
+        return out
+    out["percentile"] = float(stats.percentileofscore(refs, number, kind="weak"))
+    if refs.size >= 2:
+        std = float(np.std(refs, ddof=1))
+        if std > 0:
+            out["z"] = (number - float(np.mean(refs))) / std
+    return out

@@ -1,0 +1,180 @@
+"""Model outputs collected once per (model, split, view) and shared by every check.
+
+:class:`OutputCollector` runs one batched pass under ``torch.inference_mode()`` for each
+(model fingerprint, split fingerprint, view) it is asked for, records logits, labels,
+penultimate features and per-channel activations of the last convolution, and answers every
+later request from memory. ``passes`` counts the passes, so tests can prove each happened once.
+
+Views are the clean inputs, the test-time augmentations of seed 002 (horizontal flip, vertical
+flip, centre crop of 90% resized back) and the backdoor trigger.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.data.triggers import Trigger
+from unlearn_audit.errors import ConfigError
+from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.models.layers import LayerInfo, LayerRecorder, find_layers
+
+View = Literal["clean", "hflip", "vflip", "crop90", "trigger"]
+TTA_VIEWS: tuple[View, ...] = ("hflip", "vflip", "crop90")
+
+
+def apply_view(x: torch.Tensor, view: View, *, trigger: Trigger | None = None) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` as seen through ``view``."""
+    if view == "clean":
+        return x
+    if view == "hflip":
+        return x.flip(-1)
+    if view == "vflip":
+        return x.flip(-2)
+    if view == "crop90":
+        height, width = x.shape[-2:]
+        crop_h, crop_w = max(1, round(0.9 * height)), max(1, round(0.9 * width))
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        crop = x[..., top : top + crop_h, left : left + crop_w]
+        return F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
+    if view == "trigger":
+        if trigger is None:
+            raise ConfigError("the trigger view needs a trigger; give --trigger TRIGGER.json.")
+        return trigger.apply(x)
+    raise ConfigError(f"`view` must be one of clean, hflip, vflip, crop90, trigger; got {view!r}.")
+
+
+@dataclass(frozen=True, eq=False)
+class Outputs:
+    """What one model produced on one split through one view.
+
+    Attributes:
+        ids: ``(N,)`` sample ids.
+        labels: ``(N,)`` true labels.
+        logits: ``(N, K)`` float64.
+        features: ``(N, D)`` penultimate features, or ``None`` when they cannot be read.
+        channels: ``(N, K')`` mean ReLU activation of each last-conv channel, or ``None``.
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray
+    features: np.ndarray | None
+    channels: np.ndarray | None
+
+    @property
+    def probs(self) -> np.ndarray:
+        shifted = self.logits - self.logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Per-sample cross-entropy."""
+        shifted = self.logits - self.logits.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(shifted).sum(axis=1))
+        return log_norm - shifted[np.arange(len(self.labels)), self.labels]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predictions == self.labels
+
+
+def readable_layers(
+    model: LoadedModel, *, conv_layer: str | None = None, feature_layer: str | None = None
+) -> tuple[LayerInfo | None, str]:
+    """The layers outputs can record for ``model``, or ``None`` and the reason why not."""
+    if isinstance(model.module.net, torch.jit.ScriptModule):
+        return None, "TorchScript models run no Python hooks; load a state_dict with --arch"
+    try:
+        return find_layers(model.module, conv_layer=conv_layer, feature_layer=feature_layer), ""
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+class OutputCollector:
+    """Collects and caches outputs; one inference pass per (model, split, view).
+
+    Args:
+        dataset: Where the samples come from.
+        batch_size: Inference batch size.
+        device: Where the models run.
+        trigger: Used by the ``"trigger"`` view.
+        conv_layer: Convolution to record instead of the last ``Conv2d``.
+        feature_layer: Module whose output is the features instead of the last ``Linear``'s
+            input.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int = 512,
+        device: torch.device | str = "cpu",
+        trigger: Trigger | None = None,
+        conv_layer: str | None = None,
+        feature_layer: str | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.trigger = trigger
+        self.conv_layer = conv_layer
+        self.feature_layer = feature_layer
+        self.passes: Counter[tuple[str, str, str]] = Counter()
+        self._cache: dict[tuple[str, str, str], Outputs] = {}
+
+    def get(
+        self, model: LoadedModel, ids: np.ndarray, ids_fingerprint: str, view: View = "clean"
+    ) -> Outputs:
+        """Outputs of ``model`` on ``ids`` through ``view`` (computed on the first request)."""
+        key = (model.fingerprint, ids_fingerprint, view)
+        if key not in self._cache:
+            self._cache[key] = self._collect(model, np.asarray(ids, dtype=np.int64), view)
+            self.passes[key] += 1
+        return self._cache[key]
+
+    def layers_of(self, model: LoadedModel) -> tuple[LayerInfo | None, str]:
+        """The layers recorded for ``model`` (or ``None`` and why not)."""
+        return readable_layers(model, conv_layer=self.conv_layer, feature_layer=self.feature_layer)
+
+    def _collect(self, model: LoadedModel, ids: np.ndarray, view: View) -> Outputs:
+        layers, _ = self.layers_of(model)
+        record: dict[str, tuple[str, Literal["input", "output"]]] = {}
+        if layers is not None:
+            record["features"] = (layers.features, layers.features_from)
+            if layers.conv is not None:
+                record["conv"] = (layers.conv, "output")
+        module = model.module.to(self.device).eval()
+        logits, features, channels = [], [], []
+        with torch.inference_mode(), LayerRecorder(module, record) as recorder:
+            for x, _, _ in self.dataset.batches(ids, self.batch_size, device=self.device):
+                logits.append(module(apply_view(x, view, trigger=self.trigger)).double().cpu())
+                if "features" in record:
+                    features.append(recorder.get("features").flatten(1).float().cpu())
+                if "conv" in record:
+                    conv = recorder.get("conv")
+                    channels.append(conv.clamp(min=0).mean(dim=(2, 3)).float().cpu())
+        return Outputs(
+            ids=ids,
+            labels=self.dataset.labels[ids],
+            logits=_stack(logits, (0, model.info.num_classes)),
+            features=_stack(features) if features else None,
+            channels=_stack(channels) if channels else None,
+        )
+
+
+def _stack(parts: list[torch.Tensor], empty: tuple[int, int] = (0, 0)) -> np.ndarray:
+    if not parts:
+        return np.zeros(empty)
+    return torch.cat(parts).numpy()
