@@ -166,6 +166,13 @@ def test_output_level_fakes_fail_knowledge_removed(
     rep = result.checks["representation"].metrics
     assert rep["cka"]["unlearned"]["forget"] > 0.95  # features untouched
     assert rep["probe"]["unlearned"] > rep["probe"]["reference"]  # weaker than CKA on digits
+    # relearn alone is fooled: the fake relearns no faster than the reference (METRICS.md)
+    relearn = result.checks["relearn"].metrics["relearn"]
+    assert relearn["reference"]["reached"]
+    assert (
+        not relearn["unlearned"]["reached"]
+        or relearn["unlearned"]["steps"] >= relearn["reference"]["steps"]
+    )
 
 
 def test_random_request_membership_separates_original_from_reference(
@@ -448,3 +455,23 @@ def test_result_json_round_trip(
     data = result.to_dict() | {"schema_version": 99}
     with pytest.raises(ConfigError, match="schema version 99"):
         AuditResult.from_dict(data)
+
+
+def test_models_without_convolutions(digits: Dataset, class_splits: Splits, store: Store) -> None:
+    mlp = train_classifier(
+        digits, arch="mlp", recipe=Recipe(epochs=5, batch_size=64), store=store, progress=False
+    )
+    result = audit(
+        original=mlp,
+        unlearned=mlp,
+        dataset=digits,
+        request=class_splits,
+        profile="quick",
+        checks=["saliency", "representation"],
+        store=store,
+    )
+    saliency, representation = result.checks["saliency"], result.checks["representation"]
+    assert saliency.status == "na" and "convolution" in saliency.reason
+    assert representation.status == "ok" and "relevance" not in representation.metrics
+    assert any("no convolution" in note for note in representation.notes)
+    assert "unlearned" in representation.metrics["cka"]

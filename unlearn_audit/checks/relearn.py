@@ -9,8 +9,8 @@ the reference is the yardstick.
 
 Caveat (METRICS.md): an output-level method can relearn *slower* than the reference, so relearn
 time alone never certifies knowledge removal. The probe is therefore also run with the classifier
-head re-initialised on both models ("feature relearn"), which exposes knowledge kept in the
-features.
+head re-initialised (and fitted on retain alone, features frozen) on both models ("feature
+relearn"), which exposes knowledge kept in the features.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 RECIPE = Recipe(
     optimizer="adam", lr=1e-4, batch_size=32, weight_decay=0.0, schedule="constant", epochs=1000
+)
+WARMUP = Recipe(
+    optimizer="adam", lr=1e-3, batch_size=64, weight_decay=0.0, schedule="constant", epochs=2
 )
 MAX_STEPS = 300
 EVAL_EVERY = 10
@@ -76,7 +79,11 @@ def _curve(
     return steps, accs
 
 
-def _reset_head(model: LoadedModel, seed: int) -> nn.Module | None:
+def _fresh_head(ctx: AuditContext, model: LoadedModel, seed: int) -> nn.Module | None:
+    """A copy of ``model`` whose head (the last Linear) is re-initialised and then fitted on
+    retain alone, features frozen: every class but the forgotten ones is back, and the
+    relearn that follows shows how fast the features let the forgotten ones return. (Without
+    the warm-up a random head may call every input the forgotten class at step 0.)"""
     layers, _ = readable_layers(model)  # the head is the last Linear, whatever --feature-layer
     if layers is None or layers.features_from != "input":
         return None
@@ -85,7 +92,22 @@ def _reset_head(model: LoadedModel, seed: int) -> nn.Module | None:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         head.reset_parameters()  # type: ignore[operator]
-    return module
+    head_params = {id(p) for p in head.parameters()}
+    for param in module.parameters():
+        param.requires_grad = id(param) in head_params
+    warmed = fit(
+        module,
+        ctx.dataset,
+        ctx.splits.retain,
+        WARMUP,
+        seed=seed,
+        device=ctx.device,
+        progress=False,
+        desc="head warm-up",
+    ).model
+    for param in warmed.parameters():
+        param.requires_grad = True
+    return warmed
 
 
 @register_check
@@ -126,7 +148,9 @@ class RelearnCheck(Check):
             metrics[variant], curves[variant] = {}, {}
             for role, model in models.items():
                 module = (
-                    model.module if variant == "relearn" else _reset_head(model, ctx.config.seed)
+                    model.module
+                    if variant == "relearn"
+                    else _fresh_head(ctx, model, ctx.config.seed)
                 )
                 if module is None:
                     notes.append(f"feature relearn skipped for {role}: its head cannot be reset")
