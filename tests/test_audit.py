@@ -475,3 +475,17 @@ def test_models_without_convolutions(digits: Dataset, class_splits: Splits, stor
     assert representation.status == "ok" and "relevance" not in representation.metrics
     assert any("no convolution" in note for note in representation.notes)
     assert "unlearned" in representation.metrics["cka"]
+
+
+def test_original_trained_on_other_data_is_refused(
+    digits: Dataset, class_splits: Splits, original: LoadedModel
+) -> None:
+    from dataclasses import replace
+
+    foreign = wrap_model(
+        original.module.net,
+        replace(original.info, dataset_fingerprint="0" * 16),
+        original.normalization,
+    )
+    with pytest.raises(ConfigError, match="trained on other data"):
+        audit(original=foreign, unlearned=original, dataset=digits, request=class_splits)

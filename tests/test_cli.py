@@ -360,3 +360,83 @@ def test_audit_end_to_end_on_trained_checkpoints(
     bad_check = [a if a != "accuracy,divergence" else "acuracy" for a in argv]
     assert main([*bad_check, "--unlearned", "original.safetensors"]) == 1
     assert "Did you mean 'accuracy'" in capsys.readouterr().err
+
+
+def test_audit_with_given_reference_policy_and_trigger(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from unlearn_audit.results import AuditResult
+
+    common = ["--cache-dir", "cache", "--quiet"]
+    trigger = '{"kind": "patch", "size": 2, "row": 0, "col": 0, "target": 0}'
+    (workdir / "t.json").write_text(trigger)
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                "bd.safetensors",
+                "--epochs",
+                "15",
+                "--backdoor",
+                "t.json",
+                "--forget-random",
+                "0.1",
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert main(["splits", "--forget-random", "0.1", "--out-dir", "ids"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                "ref.safetensors",
+                "--epochs",
+                "15",
+                "--member-ids",
+                "ids/retain.txt",
+                *common,
+            ]
+        )
+        == 0
+    )
+    # a foreign copy of the backdoored original: a plain state_dict knows nothing of the trigger
+    torch.save(
+        load_checkpoint(workdir / "bd.safetensors").module.net.state_dict(), workdir / "bd.pt"
+    )
+    (workdir / "lenient.toml").write_text("[backdoor_removed]\npass = 1.0\nwarn = 1.0\n")
+    capsys.readouterr()
+    base = [
+        "audit",
+        "--original",
+        "bd.pt",
+        "--unlearned",
+        "bd.pt",
+        "--arch",
+        "small-cnn",
+        "--forget-random",
+        "0.1",
+        "--reference",
+        "ref.safetensors",
+        "--profile",
+        "quick",
+        "--checks",
+        "accuracy,backdoor",
+        *common,
+    ]
+    # without the trigger the backdoor goes unseen and no claim fails
+    assert main([*base, "--out", "a"]) == 0
+    result = AuditResult.load(workdir / "a" / "result.json")
+    assert result.checks["backdoor"].status == "na"
+    assert main([*base, "--trigger", "t.json", "--out", "b"]) == 2
+    result = AuditResult.load(workdir / "b" / "result.json")
+    assert result.checks["backdoor"].metrics["attack_success"]["original"]["value"] > 0.9
+    assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "FAIL"
+    assert result.config["models_built"] == {"trained": 0, "reused": 0}
+    assert main([*base, "--trigger", "t.json", "--policy", "lenient.toml", "--out", "c"]) == 0
+    result = AuditResult.load(workdir / "c" / "result.json")
+    assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "PASS"
+    assert result.config["policy"] == "lenient.toml"

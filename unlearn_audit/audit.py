@@ -161,6 +161,13 @@ def _check_models(original: LoadedModel, others: dict[str, LoadedModel], splits:
                 f"the {role} model takes inputs {model.info.input_shape} but the original takes "
                 f"{original.info.input_shape}; audit models of the same task."
             )
+    trained_on = original.info.dataset_fingerprint
+    if trained_on is not None and trained_on != splits.dataset_fingerprint:
+        raise ConfigError(
+            f"the original was trained on other data ({original.info.dataset}, fingerprint "
+            f"{trained_on}) than the dataset given ({splits.dataset_fingerprint}); audit it on "
+            "the data it was trained on."
+        )
     recorded = original.info.members_fingerprint
     if recorded is not None and recorded != splits.members_fingerprint:
         raise ConfigError(
