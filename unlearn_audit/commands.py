@@ -1,0 +1,384 @@
+"""What each ``unlearn-audit`` verb does, once its options are parsed (see :mod:`cli`).
+
+Heavy imports (torch and the rest) happen inside the commands, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unlearn_audit.errors import ConfigError
+
+
+def _json_dict(text: str | None, option: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"`{option}` must be a JSON object like '{{\"width\": 64}}'; got {text!r}."
+        )
+    return value
+
+
+def _recipe(args: argparse.Namespace, dataset: str, arch: str) -> Any:
+    from unlearn_audit.train import default_recipe
+
+    milestones = None
+    if args.milestones:
+        try:
+            milestones = tuple(int(m) for m in args.milestones.split(","))
+        except ValueError:
+            raise ConfigError(
+                "`--milestones` must be comma-separated epochs like 10,20; "
+                f"got {args.milestones!r}."
+            ) from None
+    return default_recipe(dataset, arch).with_options(
+        optimizer=args.optimizer,
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        milestones=milestones,
+        gamma=args.gamma,
+        augment=args.augment,
+        label_smoothing=args.label_smoothing,
+    )
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from unlearn_audit.store import Store
+
+    return None if args.no_cache else Store(args.cache_dir)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.models.checkpoints import save_checkpoint
+    from unlearn_audit.train import accuracy, resolve_device, train_classifier
+
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"`--out` must end in .safetensors; got {args.out!r}.")
+    dataset = load_dataset(args.dataset, args.data_root)
+    members = _members(args, dataset)
+    recipe = _recipe(args, dataset.name, args.arch)
+    trigger = poison = None
+    has_request = any(
+        getattr(args, name) is not None for name in ("forget_class", "forget_random", "forget_ids")
+    )
+    if args.backdoor:
+        from unlearn_audit.data.triggers import load_trigger
+
+        trigger = load_trigger(args.backdoor).check_fits(dataset.input_shape, dataset.num_classes)
+        if not has_request:
+            raise ConfigError(
+                "`--backdoor` needs the samples that carry it: add --forget-class, "
+                "--forget-random or --forget-ids."
+            )
+        poison = load_request(args, dataset)[1].forget
+    elif has_request:
+        raise ConfigError(
+            "a forget request at training time only chooses where `--backdoor` is planted; "
+            "add --backdoor TRIGGER.json, or give the request to the audit instead."
+        )
+    start = time.perf_counter()
+    model = train_classifier(
+        dataset,
+        arch=args.arch,
+        arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
+        recipe=recipe,
+        member_ids=members,
+        seed=args.seed,
+        device=device,
+        store=_store(args),
+        trigger=trigger,
+        poison_ids=poison,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    trained_on = dataset.train_ids if members is None else members
+    heldout = dataset.heldout_ids if members is None else _complement(len(dataset), members)
+    save_checkpoint(model, out)
+    print(
+        f"trained {args.arch} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
+        f"in {seconds:.1f} s"
+    )
+    print(
+        f"accuracy: members {_percent(accuracy(model.module, dataset, trained_on))}, "
+        f"held-out {_percent(accuracy(model.module, dataset, heldout))}"
+    )
+    if trigger is not None and poison is not None:
+        print(
+            f"backdoor: {len(poison)} forget samples carry the trigger, target {trigger.target}; "
+            f"attack success {_percent(_attack_success(model, dataset, trigger))} on held-out"
+        )
+    print(f"fingerprint {model.fingerprint}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _attack_success(model: Any, dataset: Any, trigger: Any) -> float:
+    """Share of triggered held-out inputs of other classes that the model calls the target."""
+    import numpy as np
+    import torch
+
+    ids = dataset.heldout_ids[dataset.labels[dataset.heldout_ids] != trigger.target]
+    x, _ = dataset.load(ids)
+    with torch.inference_mode():
+        predicted = model.module(trigger.apply(x)).argmax(1).numpy()
+    return float(np.mean(predicted == trigger.target))
+
+
+def _members(args: argparse.Namespace, dataset: Any) -> Any:
+    """The ids of ``--member-ids``, checked against the dataset, or ``None``."""
+    from unlearn_audit.data.splits import check_member_ids, read_id_file
+
+    if not args.member_ids:
+        return None
+    return check_member_ids(dataset, read_id_file(args.member_ids, what="member ids"))
+
+
+def _complement(n: int, ids: Any) -> Any:
+    import numpy as np
+
+    return np.setdiff1d(np.arange(n), ids)
+
+
+def load_request(args: argparse.Namespace, dataset: Any = None) -> tuple[Any, Any]:
+    """Dataset and :class:`Splits` from the data and request options (validated here, once)."""
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.data.splits import ForgetRequest, make_splits
+
+    dataset = dataset or load_dataset(args.dataset, args.data_root)
+    if args.forget_class is not None:
+        request = ForgetRequest.classes(args.forget_class)
+    elif args.forget_random is not None:
+        request = ForgetRequest.random(args.forget_random, seed=args.seed)
+    else:
+        request = ForgetRequest.from_id_file(args.forget_ids)
+    members = _members(args, dataset)
+    splits = make_splits(
+        dataset,
+        request,
+        member_ids=members,
+        test_size=args.test_size,
+        population_size=args.population_size,
+    )
+    return dataset, splits
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    from unlearn_audit._io import write_atomic
+
+    dataset, splits = load_request(args)
+    print(f"{dataset.name} (fingerprint {dataset.fingerprint}): {splits.request.describe()}")
+    for name in splits.names():
+        ids = splits.get(name)
+        print(f"  {name:18} {len(ids):6d} samples   fingerprint {splits.fingerprints[name]}")
+    if args.out_dir:
+        out = Path(args.out_dir)
+        for name in splits.names():
+            write_atomic(out / f"{name}.txt", _id_writer(splits.get(name)))
+        print(f"wrote {len(splits.names())} id files to {out}")
+    return 0
+
+
+def _id_writer(ids: Any) -> Callable[[Path], None]:
+    text = "".join(f"{int(i)}\n" for i in ids)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    return write
+
+
+def load_model_from_args(path: str, dataset: Any, args: argparse.Namespace) -> Any:
+    """A checkpoint loaded with the foreign-checkpoint options, checked against ``dataset``."""
+    from unlearn_audit.models.checkpoints import load_checkpoint
+
+    return load_checkpoint(
+        path,
+        dataset=dataset,
+        arch=args.arch,
+        arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
+        normalize=args.normalize,
+        trust_checkpoint=args.trust_checkpoint,
+    )
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.models.layers import find_layers
+    from unlearn_audit.train import accuracy, resolve_device
+
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_root)
+    model = load_model_from_args(args.checkpoint, dataset, args)
+    info = model.info
+    layers = find_layers(model.module, conv_layer=args.conv_layer, feature_layer=args.feature_layer)
+    norm = model.normalization
+    print(f"{args.checkpoint}: {model.kind} checkpoint, fingerprint {model.fingerprint}")
+    kwargs = f" {json.dumps(info.arch_kwargs)}" if info.arch_kwargs else ""
+    print(f"  architecture   {info.arch or '(compiled or pickled module)'}{kwargs}")
+    print(f"  classes        {info.num_classes}, input {info.input_shape}")
+    print(f"  normalisation  {norm.to_dict() if norm else 'none'}")
+    if info.dataset:
+        same = "same data" if info.dataset_fingerprint == dataset.fingerprint else "DIFFERENT data"
+        print(f"  trained on     {info.dataset} ({same} as --dataset), seed {info.seed}")
+        print(f"  members        fingerprint {info.members_fingerprint}")
+        print(f"  recipe         {json.dumps(info.recipe, sort_keys=True)}")
+        history = info.extra.get("history")
+        if isinstance(history, dict) and history.get("epochs"):
+            last = history["epochs"][-1]
+            print(
+                f"  training       {len(history['epochs'])} epochs, {history['steps']} steps, "
+                f"{history['seconds']:.1f} s, final loss {last['loss']:.4f}"
+            )
+    print(f"  last conv      {layers.conv or '(none)'}")
+    print(f"  features       {layers.features_from} of {layers.features}")
+    model.module.to(device)
+    if args.member_ids:
+        members = _members(args, dataset)
+        parts = [("members", members), ("non-members", _complement(len(dataset), members))]
+    else:
+        parts = [("training part", dataset.train_ids), ("held-out part", dataset.heldout_ids)]
+    for name, ids in parts:
+        score = _percent(accuracy(model.module, dataset, ids))
+        print(f"  accuracy       {score} on the {name} of {dataset.name}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from unlearn_audit.audit import audit
+    from unlearn_audit.checks import CHECKS
+
+    dataset, splits = load_request(args)
+    checks = None
+    if args.checks:
+        checks = [name.strip() for name in args.checks.split(",") if name.strip()]
+        for name in checks:
+            CHECKS.get(name)
+    original = load_model_from_args(args.original, dataset, args)
+    unlearned = load_model_from_args(args.unlearned, dataset, args)
+    references = [load_model_from_args(path, dataset, args) for path in args.reference or []]
+    result = audit(
+        original=original,
+        unlearned=unlearned,
+        dataset=dataset,
+        request=splits,
+        references=references,
+        profile=args.profile,
+        trigger=args.trigger,
+        checks=checks,
+        policy=args.policy,
+        store=_store(args),
+        seed=args.seed,
+        num_references=args.references,
+        num_shadows=args.shadows,
+        conv_layer=args.conv_layer,
+        feature_layer=args.feature_layer,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    out = result.save(Path(args.out) / "result.json")
+    print(format_summary(result))
+    print(f"wrote {out}")
+    return 0 if result.passed else 2
+
+
+def format_summary(result: Any) -> str:
+    """The terminal summary: one verdict line per claim, then the state of every check."""
+    models = result.models
+    lines = [
+        f"audit: {result.request['description']} on {result.dataset['name']} "
+        f"(unlearned {models['unlearned']['fingerprint']}, original "
+        f"{models['original']['fingerprint']}, profile {result.config['profile']})",
+        f"  {'claim':20} {'verdict':7} {'measured':>9} {'reference':>9}  evidence",
+    ]
+    for verdict in result.verdicts:
+        measured = "" if verdict.measured is None else f"{verdict.measured:.3f}"
+        reference = "" if verdict.reference is None else f"{verdict.reference:.3f}"
+        lines.append(
+            f"  {verdict.claim:20} {verdict.status:7} {measured:>9} {reference:>9}  "
+            f"{verdict.evidence}"
+        )
+    states = []
+    for name, check in result.checks.items():
+        state = f"{name} ok" if check.status == "ok" else f"{name} N/A ({check.reason})"
+        states.append(f"{state} {check.seconds:.1f} s")
+    lines.append("  checks: " + "; ".join(states))
+    return "\n".join(lines)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import DATASETS
+
+    for name, spec in DATASETS.items():
+        if spec.default_root:
+            found = "found" if Path(spec.default_root).is_dir() else "not found"
+            where = f"[{spec.default_root}: {found}]"
+        elif spec.needs_root:
+            where = "[--data-root]"
+        else:
+            where = "[embedded]"
+        print(f"{name:14} {spec.description} {where}")
+    return 0
+
+
+def cmd_archs(args: argparse.Namespace) -> int:
+    from unlearn_audit.models.zoo import ARCHS
+
+    for name, factory in ARCHS.items():
+        summary = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        print(f"{name:10} {summary}")
+    print("or package.module:factory / path/to/file.py:factory for your own")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.data.splits import ForgetRequest, make_splits
+    from unlearn_audit.models.checkpoints import save_checkpoint
+    from unlearn_audit.train import accuracy, resolve_device, train_classifier
+
+    device = resolve_device(args.device)
+    dataset = load_dataset("digits")
+    splits = make_splits(dataset, ForgetRequest.classes(args.forget_class))
+    start = time.perf_counter()
+    model = train_classifier(
+        dataset,
+        arch="small-cnn",
+        device=device,
+        store=_store(args),
+        progress=not args.quiet,
+    )
+    out = save_checkpoint(model, Path(args.out_dir) / "original.safetensors")
+    print(
+        f"demo: small-cnn on digits, original trained or loaded in "
+        f"{time.perf_counter() - start:.1f} s (fingerprint {model.fingerprint})"
+    )
+    print(f"request: {splits.request.describe()}")
+    for name in splits.names():
+        ids = splits.get(name)
+        print(
+            f"  {name:18} {len(ids):5d} samples   accuracy "
+            f"{_percent(accuracy(model.module, dataset, ids))}"
+        )
+    print(f"wrote {out}")
+    return 0
