@@ -489,3 +489,38 @@ def test_original_trained_on_other_data_is_refused(
     )
     with pytest.raises(ConfigError, match="trained on other data"):
         audit(original=foreign, unlearned=original, dataset=digits, request=class_splits)
+
+
+class _WithMask(nn.Module):
+    """A stand-in for an ERM-trained network: the original plus a mask matrix G."""
+
+    def __init__(self, net: nn.Module, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.inner = net
+        self.register_buffer("erm_mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_erm_mask_metrics_when_the_model_has_one(
+    digits: Dataset, class_splits: Splits, original: LoadedModel, store: Store
+) -> None:
+    g = torch.zeros(10, 4)
+    g[:, 0] = 1.0  # every class uses channel 0: fully entangled
+    g[3, 1] = 1.0
+    masked = wrap_model(_WithMask(original.module.net, g), original.info, original.normalization)
+    result = audit(
+        original=original,
+        unlearned=masked,
+        dataset=digits,
+        request=class_splits,
+        profile="quick",
+        checks=["representation"],
+        store=store,
+    )
+    erm = result.checks["representation"].metrics["erm"]
+    assert set(erm) == {"unlearned"}
+    assert erm["unlearned"]["l1_density"] == pytest.approx(11 / 40)
+    # 9 classes share [1, 0, 0, 0]: 72 ordered pairs at cosine 1, 18 pairs with class 3 at 1/sqrt(2)
+    assert erm["unlearned"]["csi"] == pytest.approx(72 + 18 / np.sqrt(2))

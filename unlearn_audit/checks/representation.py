@@ -1,5 +1,7 @@
 """representation (seed 000 and beyond): is the forgotten knowledge still in the features?
 
+- ERM mask metrics (seed 000): CSI and L1-density of the real mask matrix G for models trained
+  with the entanglement-reduced mask layer.
 - Class-channel relevance (any CNN): the mean ReLU activation of each last-conv channel per class
   on test samples, each row scaled to max 1, summarised by CSI (seed 000's sum over ordered
   pairs of different classes of row cosine similarities, and its mean over pairs) and
@@ -18,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
 from unlearn_audit.functional.representation import (
@@ -32,6 +35,22 @@ if TYPE_CHECKING:
     from unlearn_audit.audit import AuditContext
 
 SHOTS = (2, 5)
+ERM_ATTRIBUTE = "erm_mask"
+
+
+def erm_mask(model: Any) -> np.ndarray | None:
+    """The ERM mask matrix G ``(C, K)`` of a model trained with the mask layer (seed 000).
+
+    Contract with the ERM layer: a submodule with a 2-D tensor attribute ``erm_mask``
+    (classes x channels). ``None`` for other models.
+    """
+    for module in model.module.modules():
+        mask = getattr(module, ERM_ATTRIBUTE, None)
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            return np.abs(mask.detach().cpu().double().numpy())
+    return None
+
+
 DRAWS = 5
 MAX_CKA_SAMPLES = 1000
 
@@ -68,7 +87,21 @@ class RepresentationCheck(Check):
                 figures["relevance"][role] = matrix.tolist()
         else:
             notes.append("no convolution: class-channel relevance skipped")
-        notes.append("ERM mask metrics need a model trained with the ERM layer (none found)")
+        masks = {role: erm_mask(model) for role, model in roles}
+        if any(mask is not None for mask in masks.values()):
+            metrics["erm"], figures["erm"] = {}, {}
+            for role, mask in masks.items():
+                if mask is None:
+                    continue
+                total, mean = csi(mask)
+                metrics["erm"][role] = {
+                    "csi": total,
+                    "csi_mean": mean,
+                    "l1_density": l1_density(mask),
+                }
+                figures["erm"][role] = mask.tolist()
+        else:
+            notes.append("no ERM mask layer: CSI and L1-density come from channel relevance")
         metrics["cka"] = self._cka(ctx, roles)
         metrics["probe"], metrics["probe_detail"] = self._probe(ctx, roles)
         return CheckResult(name=self.name, metrics=metrics, figures=figures, notes=notes)
