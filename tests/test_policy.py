@@ -107,3 +107,34 @@ def test_membership_over_forgetting_warns(digits: Dataset) -> None:
     verdict = {v.claim: v for v in judge({"membership": membership}, splits, Policy.load())}
     assert verdict["no_membership_leak"].status == "WARN"
     assert "over-forgetting" in verdict["no_membership_leak"].evidence
+
+
+def test_membership_gap_within_overlapping_intervals_is_inconclusive(digits: Dataset) -> None:
+    splits = make_splits(digits, ForgetRequest.random(0.05))
+
+    def membership(unlearned: dict[str, float], reference: dict[str, float]) -> CheckResult:
+        return CheckResult(
+            name="membership",
+            metrics={
+                "lira": {"unlearned": {"auc": unlearned}, "reference": {"auc": reference}},
+                "reference_auc": {"lira": reference["value"]},
+            },
+        )
+
+    wide = membership(
+        {"value": 0.45, "low": 0.36, "high": 0.55}, {"value": 0.29, "low": 0.20, "high": 0.38}
+    )
+    apart = membership(
+        {"value": 0.65, "low": 0.60, "high": 0.70}, {"value": 0.47, "low": 0.43, "high": 0.51}
+    )
+    close = membership(
+        {"value": 0.50, "low": 0.45, "high": 0.55}, {"value": 0.48, "low": 0.43, "high": 0.53}
+    )
+    statuses = [
+        {v.claim: v.status for v in judge({"membership": m}, splits, Policy.load())}[
+            "no_membership_leak"
+        ]
+        for m in (wide, apart, close)
+    ]
+    # a 0.16 point gap whose intervals overlap cannot be called a leak; a clear one can
+    assert statuses == ["WARN", "FAIL", "PASS"]

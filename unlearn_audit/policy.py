@@ -79,10 +79,45 @@ def _numbers(data: dict[str, Any], where: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def _grade(difference: float, limits: dict[str, float]) -> str:
-    if difference <= limits["pass"]:
+def _grade(excess: float, limits: dict[str, float], at_best: float | None = None) -> str:
+    """PASS, WARN or FAIL for a gap ``excess`` (how much worse than the yardstick).
+
+    ``at_best`` is the same gap taken between the most favourable ends of the two 95%
+    intervals. A gap within ``pass`` passes; a gap that exceeds ``pass`` even at the best ends,
+    or exceeds ``warn`` with the intervals apart, fails; anything else (the intervals cannot
+    tell) warns. Without intervals the point gap is graded against ``pass`` and ``warn``.
+    """
+    if at_best is None:
+        at_best = excess
+    if excess <= limits["pass"]:
         return "PASS"
-    return "WARN" if difference <= limits["warn"] else "FAIL"
+    if at_best > limits["pass"] or (excess > limits["warn"] and at_best > 0):
+        return "FAIL"
+    return "WARN"
+
+
+def _bounds(entry: Any) -> tuple[float, float] | None:
+    if not isinstance(entry, dict) or entry.get("low") is None or entry.get("high") is None:
+        return None
+    return float(entry["low"]), float(entry["high"])
+
+
+def _reference_bounds(table: dict[str, Any], key: str | None = None) -> tuple[float, float] | None:
+    """The widest interval over the reference seeds' entries of ``table``."""
+    found = [_bounds(v[key] if key else v) for k, v in table.items() if k.startswith("reference")]
+    pairs = [pair for pair in found if pair is not None]
+    if not pairs:
+        return None
+    return min(low for low, _ in pairs), max(high for _, high in pairs)
+
+
+def _excess_at_best(
+    worse: tuple[float, float] | None, better: tuple[float, float] | None
+) -> float | None:
+    """Gap between the low end of the worse side and the high end of the better side."""
+    if worse is None or better is None:
+        return None
+    return worse[0] - better[1]
 
 
 def _na(claim: str, why: str) -> Verdict:
@@ -117,11 +152,13 @@ def _forgotten(
     if measured is None or reference is None:
         return _na(claim, f"no {split} samples to measure")
     difference = measured - reference
+    mine, theirs = _bounds(table["unlearned"]), _reference_bounds(table)
     if splits.request.kind == "class":
-        status = _grade(max(difference, 0.0), limits)
+        status = _grade(max(difference, 0.0), limits, _excess_at_best(mine, theirs))
         direction = "above" if difference > 0 else "at or below"
     else:
-        status = _grade(abs(difference), limits)
+        worse, better = (mine, theirs) if difference > 0 else (theirs, mine)
+        status = _grade(abs(difference), limits, _excess_at_best(worse, better))
         direction = "above (under-forgetting)" if difference > 0 else "below (over-forgetting)"
         if abs(difference) <= limits["pass"]:
             direction = "within the tolerance of"
@@ -153,10 +190,11 @@ def _utility(results: dict[str, CheckResult], splits: Splits, limits: dict[str, 
         drops[split] = (_value(table["original"]) or 0.0) - (_value(table["unlearned"]) or 0.0)
     worst = max(drops, key=lambda k: drops[k])
     table = accuracy.metrics["accuracy"][worst]
+    at_best = _excess_at_best(_bounds(table["original"]), _bounds(table["unlearned"]))
     evidence = "; ".join(f"{s} accuracy drop {d:+.3f} vs the original" for s, d in drops.items())
     return Verdict(
         claim,
-        _grade(drops[worst], limits),
+        _grade(drops[worst], limits, at_best),
         CLAIMS[claim],
         evidence,
         _value(table["unlearned"]),
@@ -181,7 +219,8 @@ def _membership(results: dict[str, CheckResult], limits: dict[str, float]) -> Ve
     if measured is None or reference is None:
         return _na(claim, "no reference model to compare the attack with")
     difference = measured - reference
-    status = _grade(difference, limits)
+    at_best = _excess_at_best(_bounds(aucs["unlearned"]["auc"]), _reference_bounds(aucs, "auc"))
+    status = _grade(difference, limits, at_best)
     evidence = (
         f"{attack} AUC on forget vs unseen samples: {measured:.3f} (unlearned) vs "
         f"{reference:.3f} (reference)"
@@ -212,9 +251,10 @@ def _backdoor(results: dict[str, CheckResult], limits: dict[str, float]) -> Verd
         f"trigger attack success {measured:.3f} (unlearned) vs {reference:.3f} "
         f"(reference), {_value(rates['original']):.3f} before unlearning"
     )
+    at_best = _excess_at_best(_bounds(rates["unlearned"]), _reference_bounds(rates))
     return Verdict(
         claim,
-        _grade(measured - reference, limits),
+        _grade(measured - reference, limits, at_best),
         CLAIMS[claim],
         evidence,
         measured,
