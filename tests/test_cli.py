@@ -350,8 +350,17 @@ def test_audit_end_to_end_on_trained_checkpoints(
     result = AuditResult.load(workdir / "good" / "result.json")
     assert result.passed and result.checks["divergence"].status == "ok"
     assert result.models["unlearned"]["source"] == "retrained.safetensors"
+    assert "wrote good/report.html" in out and "wrote good/report.pdf" in out
+    assert (workdir / "good" / "report.pdf").read_bytes().startswith(b"%PDF")
+    # the report is rebuilt from result.json alone, identically
+    assert main(["report", "good/result.json", "--out", "rebuilt", "--no-pdf"]) == 0
+    html = (workdir / "good" / "report.html").read_text()
+    assert (workdir / "rebuilt" / "report.html").read_text() == html
+    assert not (workdir / "rebuilt" / "report.pdf").exists()
+    assert main(["report", "missing.json"]) == 1
+    assert "does not exist" in capsys.readouterr().err
 
-    assert main([*argv, "--unlearned", "original.safetensors", "--out", "bad"]) == 2
+    assert main([*argv, "--unlearned", "original.safetensors", "--out", "bad", "--no-pdf"]) == 2
     assert "forgotten            FAIL" in capsys.readouterr().out
     assert not AuditResult.load(workdir / "bad" / "result.json").passed
 
@@ -425,6 +434,7 @@ def test_audit_with_given_reference_policy_and_trigger(
         "quick",
         "--checks",
         "accuracy,backdoor",
+        "--no-pdf",
         *common,
     ]
     # without the trigger the backdoor goes unseen and no claim fails

@@ -129,3 +129,16 @@ def test_editing_an_architecture_invalidates_its_entries(
     assert edited.kind == "memory", "new code, so a new training run"
     assert edited.module.net[1].out_features == 24
     assert len(list((tmp_path / "store").rglob("*.safetensors"))) == 2
+
+
+def test_atomic_writes_have_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from unlearn_audit._io import write_atomic
+
+    path = write_atomic(tmp_path / "out.txt", lambda tmp: tmp.write_text("hello"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert path.read_text() == "hello" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]

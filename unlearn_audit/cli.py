@@ -16,9 +16,11 @@ from unlearn_audit import __version__
 from unlearn_audit.commands import (
     cmd_archs,
     cmd_audit,
+    cmd_checks,
     cmd_datasets,
     cmd_demo,
     cmd_inspect,
+    cmd_report,
     cmd_splits,
     cmd_train,
 )
@@ -277,14 +279,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument("--policy", metavar="POLICY.toml", help="thresholds (default: built in)")
     options.add_argument(
+        "--no-pdf", action="store_true", help="write report.html but not report.pdf"
+    )
+    options.add_argument(
         "--out",
         default="reports/audit",
         metavar="DIR",
-        help="where result.json goes (default: reports/audit)",
+        help="where result.json, report.html and report.pdf go (default: reports/audit)",
     )
     _add_checkpoint_options(audit)
     _add_runtime_options(audit)
     audit.set_defaults(run=cmd_audit)
+
+    report = verbs.add_parser(
+        "report",
+        help="rebuild report.html and report.pdf from a result.json",
+        description="Render the HTML and PDF report of an audit from its result.json alone.",
+    )
+    report.add_argument("result", metavar="RESULT.json", help="written by `unlearn-audit audit`")
+    report.add_argument("--out", metavar="DIR", help="default: the folder of RESULT.json")
+    report.add_argument("--no-pdf", action="store_true", help="write report.html only")
+    report.set_defaults(run=cmd_report)
+
+    checks = verbs.add_parser("checks", help="list the registered checks")
+    checks.set_defaults(run=cmd_checks)
 
     datasets = verbs.add_parser("datasets", help="list the registered datasets")
     datasets.set_defaults(run=cmd_datasets)

@@ -299,7 +299,38 @@ def cmd_audit(args: argparse.Namespace) -> int:
     out = result.save(Path(args.out) / "result.json")
     print(format_summary(result))
     print(f"wrote {out}")
+    _write_report(result, Path(args.out), pdf=not args.no_pdf)
     return 0 if result.passed else 2
+
+
+def _write_report(result: Any, out_dir: Path, *, pdf: bool) -> None:
+    import sys
+
+    from unlearn_audit.report import write_report
+
+    files = write_report(result, out_dir, pdf=pdf)
+    print(f"wrote {files.html}")
+    if files.pdf is not None:
+        print(f"wrote {files.pdf}")
+    elif files.pdf_error:
+        print(f"unlearn-audit: warning: {files.pdf_error}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from unlearn_audit.results import AuditResult
+
+    result = AuditResult.load(args.result)
+    out = Path(args.out) if args.out else Path(args.result).parent
+    _write_report(result, out, pdf=not args.no_pdf)
+    return 0
+
+
+def cmd_checks(args: argparse.Namespace) -> int:
+    from unlearn_audit.checks import CHECKS
+
+    for name, check in CHECKS.items():
+        print(f"{name:15} {check.description}")
+    return 0
 
 
 def format_summary(result: Any) -> str:

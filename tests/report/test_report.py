@@ -1,0 +1,105 @@
+"""Reports: golden HTML for a fixed result, the PDF says the same, figures render."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from unlearn_audit.policy import CLAIMS
+from unlearn_audit.report import render_html, write_report
+from unlearn_audit.report.html import CHECK_TITLES
+from unlearn_audit.report.plots import FIGURES, render_figures
+from unlearn_audit.results import AuditResult
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def result() -> AuditResult:
+    return AuditResult.load(GOLDEN / "result_class.json")
+
+
+def _stub_figures(result: AuditResult) -> dict[str, str]:
+    """Placeholders where the real renderer draws a figure (image bytes are tested apart)."""
+    return {key: f"data:image/png;base64,{key}" for key, draw in FIGURES.items() if draw(result)}
+
+
+def test_html_matches_the_golden_file(result: AuditResult) -> None:
+    html = render_html(result, figures=_stub_figures)
+    golden = GOLDEN / "report_class.html"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(html, encoding="utf-8")
+    assert html == golden.read_text(encoding="utf-8"), (
+        "set UPDATE_GOLDEN=1 after a deliberate change"
+    )
+
+
+def test_html_is_deterministic_self_contained_and_complete(result: AuditResult) -> None:
+    html = render_html(result)
+    assert html == render_html(result), "same result, same bytes"
+    assert not re.search(r"(src|href)=\"(https?:)?//", html), "no external URL"
+    assert "<script" not in html and "/work/" not in html and "/tmp/" not in html
+    for claim in CLAIMS:
+        assert claim in html
+    for name in result.checks:
+        assert f'id="check-{name}"' in html and CHECK_TITLES[name] in html
+    for section in (
+        "Verdicts",
+        "Request and threat model",
+        "Costs and timings",
+        "Compliance appendix",
+        "Glossary",
+        "evidence, not proof",
+    ):
+        assert section in html
+    assert result.models["unlearned"]["fingerprint"] in html
+    assert result.created in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == len(render_figures(result)) == 7
+    assert all(base64.b64decode(data).startswith(PNG_MAGIC) for data in images)
+
+
+def test_html_escapes_what_it_shows(result: AuditResult) -> None:
+    hostile = AuditResult.from_dict(result.to_dict_json())
+    hostile.request["description"] = "forget <script>alert(1)</script>"
+    html = render_html(hostile, figures=lambda r: {})
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_pdf_has_the_same_sections(result: AuditResult, tmp_path: Path) -> None:
+    pypdf = pytest.importorskip("pypdf")
+    files = write_report(result, tmp_path)
+    assert files.pdf is not None, files.pdf_error
+    text = " ".join(page.extract_text() for page in pypdf.PdfReader(files.pdf).pages)
+    text = re.sub(r"\s+", " ", text)
+    for claim in CLAIMS:
+        assert claim in text
+    for name in result.checks:
+        assert CHECK_TITLES[name] in text
+    for section in ("Verdicts", "Compliance appendix", "Glossary"):
+        assert section in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.pdf"]
+
+
+def test_missing_pdf_engine_still_writes_html(
+    result: AuditResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_weasyprint(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_weasyprint)
+    files = write_report(result, tmp_path)
+    assert files.html.is_file() and files.pdf is None
+    assert "libpango" in files.pdf_error and "apt-get install" in files.pdf_error
