@@ -269,6 +269,11 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
     """Everything the template shows, as plain strings and lists (kept apart from rendering)."""
     checks = []
     for name, check in result.checks.items():
+        tables = _tables(name, check.metrics) if check.status == "ok" else []
+        if name == "membership" and check.status == "ok":
+            exposed = _exposed(check)
+            if exposed:
+                tables.append(exposed)
         section = {
             "name": name,
             "title": CHECK_TITLES.get(name, name),
@@ -276,13 +281,9 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
             "reason": check.reason,
             "notes": check.notes,
             "seconds": _number(check.seconds, 2),
-            "tables": _tables(name, check.metrics) if check.status == "ok" else [],
+            "tables": tables,
             "figures": [uri for key, uri in figures.items() if key.split("_")[0] == name],
         }
-        if name == "membership" and check.status == "ok":
-            exposed = _exposed(check)
-            if exposed:
-                section["tables"].append(exposed)
         checks.append(section)
     verdicts = [
         {
