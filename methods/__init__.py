@@ -1,10 +1,31 @@
 """Bundled unlearning methods, one module per method (registered in ``METHODS``).
 
-Methods use only unlearn_audit's public API; the audit core never imports this package.
+Run one with :func:`unlearn`; list them with ``METHODS.items()``. Methods use only
+unlearn_audit's public API; the audit core never imports this package.
+
+    from methods import unlearn
+    result = unlearn("neggrad-plus", original, dataset, splits, hyperparameters={"alpha": 0.9})
 """
 
-from unlearn_audit.registry import Registry
+from methods import finetune, neggrad, random_labels  # noqa: F401  (they register on import)
+from methods.base import (
+    METHODS,
+    MethodSpec,
+    UnlearnResult,
+    check_hyperparameters,
+    parse_hyperparameters,
+    register_method,
+    request_scope,
+    unlearn,
+)
 
-METHODS: Registry[object] = Registry("method", group="unlearn_audit.methods")
-
-__all__ = ["METHODS"]
+__all__ = [
+    "METHODS",
+    "MethodSpec",
+    "UnlearnResult",
+    "check_hyperparameters",
+    "parse_hyperparameters",
+    "register_method",
+    "request_scope",
+    "unlearn",
+]

@@ -160,14 +160,33 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in text
 
 
-def test_demo_trains_and_reports(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out-dir", "out", "--cache-dir", "cache", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "request: forget class 3" in out
-    model = load_checkpoint(workdir / "out" / "original.safetensors")
-    assert f"fingerprint {model.fingerprint}" in out
-    test_line = next(line for line in out.splitlines() if line.strip().startswith("test "))
-    assert float(test_line.rsplit(" ", 1)[1].rstrip("%")) >= 95.0
+def test_demo_writes_per_method_and_comparison_reports(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from unlearn_audit.registry import METHOD_PLUGINS
+    from unlearn_audit.results import AuditResult
+
+    argv = ["demo", "--out-dir", "out", "--cache-dir", "cache", "--quiet", "--no-pdf", "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    names = {row["model"] for row in summary["models"]}
+    assert names == {"no-unlearning", *METHOD_PLUGINS.names()}
+    for name in names:
+        result = AuditResult.load(workdir / "out" / name / "result.json")
+        assert (workdir / "out" / name / "report.html").is_file()
+        assert result.models["original"]["fingerprint"] == summary_original(workdir)
+    baseline = {row["model"]: row for row in summary["models"]}["no-unlearning"]
+    assert baseline["verdicts"]["forgotten"] == "FAIL" and not baseline["passed"]
+    comparison = (workdir / "out" / "comparison.html").read_text()
+    for name in names:
+        assert f'href="{name}/report.html"' in comparison
+    assert "http" not in comparison.replace('href="', "")  # self-contained
+
+
+def summary_original(workdir: Path) -> str:
+    return load_checkpoint(workdir / "out" / "original.safetensors").fingerprint
 
 
 def test_console_entry_point_exits_nonzero_without_traceback(tmp_path: Path) -> None:
@@ -450,3 +469,37 @@ def test_audit_with_given_reference_policy_and_trigger(
     result = AuditResult.load(workdir / "c" / "result.json")
     assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "PASS"
     assert result.config["policy"] == "lenient.toml"
+
+
+def test_unlearn_and_methods_verbs(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["methods", "--json"]) == 0
+    listed = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert {"finetune", "neggrad", "neggrad-plus", "random-labels"} <= set(listed)
+    assert "class" in listed["neggrad-plus"]["scope"] and listed["neggrad-plus"]["paper"]
+    assert main(["train", "--out", "o.safetensors", "--epochs", "10", "--no-cache", "--quiet"]) == 0
+    capsys.readouterr()
+    argv = [
+        "unlearn",
+        "--original",
+        "o.safetensors",
+        "--forget-class",
+        "3",
+        "--quiet",
+        "--out",
+        "u.safetensors",
+    ]
+    assert main([*argv, "--method", "neggrad-plus", "--hp", "epochs=2", "alpha=0.9"]) == 0
+    out = capsys.readouterr().out
+    model = load_checkpoint(workdir / "u.safetensors")
+    record = model.info.extra["unlearning"]
+    assert record["method"] == "neggrad-plus" and record["hyperparameters"]["epochs"] == 2
+    assert record["hyperparameters"]["alpha"] == pytest.approx(0.9) and record["seconds"] > 0
+    assert f"fingerprint {model.fingerprint}" in out and "wrote u.safetensors" in out
+    assert main([*argv, "--method", "neggrad-plus", "--hp", "epoch=2"]) == 1
+    assert "epoch" in capsys.readouterr().err
+    assert main([*argv, "--method", "negrad"]) == 1
+    assert "Did you mean 'neggrad'" in capsys.readouterr().err
+    assert main([*argv, "--method", "finetune", "--hp", "lr"]) == 1
+    assert "`--hp` must be key=value" in capsys.readouterr().err

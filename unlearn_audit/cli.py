@@ -20,9 +20,11 @@ from unlearn_audit.commands import (
     cmd_datasets,
     cmd_demo,
     cmd_inspect,
+    cmd_methods,
     cmd_report,
     cmd_splits,
     cmd_train,
+    cmd_unlearn,
 )
 from unlearn_audit.errors import UnlearnAuditError
 
@@ -289,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_checkpoint_options(audit)
     _add_runtime_options(audit)
+    _add_json_option(audit)
     audit.set_defaults(run=cmd_audit)
 
     report = verbs.add_parser(
@@ -302,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
     checks = verbs.add_parser("checks", help="list the registered checks")
+    _add_json_option(checks)
     checks.set_defaults(run=cmd_checks)
 
     datasets = verbs.add_parser("datasets", help="list the registered datasets")
@@ -309,12 +313,47 @@ def build_parser() -> argparse.ArgumentParser:
     archs = verbs.add_parser("archs", help="list the registered architectures")
     archs.set_defaults(run=cmd_archs)
 
-    demo = verbs.add_parser("demo", help="run the demo on the embedded digits dataset")
+    demo = verbs.add_parser(
+        "demo",
+        help="the whole product on the embedded digits dataset",
+        description="Train (or load) a small CNN on digits, run every bundled method that "
+        "forgets a class, audit each against the same references and shadow bank, and write "
+        "per-method reports and a comparison report.",
+    )
     demo.add_argument("--forget-class", default="3", help="class the demo forgets (default: 3)")
     demo.add_argument("--out-dir", default="reports/demo", help="default: reports/demo")
+    demo.add_argument("--seed", type=int, default=0, help="seed of methods and audits")
+    demo.add_argument("--no-pdf", action="store_true", help="HTML reports only")
     _add_runtime_options(demo)
+    _add_json_option(demo)
     demo.set_defaults(run=cmd_demo)
+
+    methods = verbs.add_parser("methods", help="list the bundled unlearning methods")
+    _add_json_option(methods)
+    methods.set_defaults(run=cmd_methods)
+
+    unlearn = verbs.add_parser(
+        "unlearn",
+        help="apply a bundled unlearning method to a checkpoint",
+        description="Run an unlearning method on the original for a forget request and save "
+        "the unlearned model (its checkpoint records the method, hyperparameters and time).",
+    )
+    unlearn.add_argument("--original", required=True, metavar="CKPT")
+    unlearn.add_argument("--method", required=True, help="see `unlearn-audit methods`")
+    unlearn.add_argument("--hp", nargs="+", metavar="KEY=VALUE", help="hyperparameters")
+    unlearn.add_argument("--out", required=True, metavar="FILE.safetensors")
+    _add_data_options(unlearn)
+    _add_request_options(unlearn)
+    _add_checkpoint_options(unlearn)
+    unlearn.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    unlearn.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_json_option(unlearn)
+    unlearn.set_defaults(run=cmd_unlearn)
     return parser
+
+
+def _add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 
 def _version_text() -> str:

@@ -9,6 +9,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -297,23 +298,45 @@ def cmd_audit(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     out = result.save(Path(args.out) / "result.json")
-    print(format_summary(result))
-    print(f"wrote {out}")
-    _write_report(result, Path(args.out), pdf=not args.no_pdf)
+    files = _write_report(result, Path(args.out), pdf=not args.no_pdf, quiet=args.json)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "passed": result.passed,
+                    "verdicts": [vars(v) for v in result.verdicts],
+                    "checks": {
+                        n: {"status": c.status, "reason": c.reason}
+                        for n, c in result.checks.items()
+                    },
+                    "files": {
+                        "result": str(out),
+                        "html": str(files.html),
+                        "pdf": str(files.pdf) if files.pdf else None,
+                    },
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        print(format_summary(result))
+        print(f"wrote {out}")
+        print(f"wrote {files.html}")
+        if files.pdf is not None:
+            print(f"wrote {files.pdf}")
     return 0 if result.passed else 2
 
 
-def _write_report(result: Any, out_dir: Path, *, pdf: bool) -> None:
+def _write_report(result: Any, out_dir: Path, *, pdf: bool, quiet: bool = False) -> Any:
     import sys
 
     from unlearn_audit.report import write_report
 
     files = write_report(result, out_dir, pdf=pdf)
-    print(f"wrote {files.html}")
-    if files.pdf is not None:
-        print(f"wrote {files.pdf}")
-    elif files.pdf_error:
+    if files.pdf_error:
         print(f"unlearn-audit: warning: {files.pdf_error}", file=sys.stderr)
+    return files
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -321,13 +344,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     result = AuditResult.load(args.result)
     out = Path(args.out) if args.out else Path(args.result).parent
-    _write_report(result, out, pdf=not args.no_pdf)
+    files = _write_report(result, out, pdf=not args.no_pdf)
+    print(f"wrote {files.html}")
+    if files.pdf is not None:
+        print(f"wrote {files.pdf}")
     return 0
 
 
 def cmd_checks(args: argparse.Namespace) -> int:
     from unlearn_audit.checks import CHECKS
 
+    if args.json:
+        print(json.dumps({name: check.description for name, check in CHECKS.items()}, indent=2))
+        return 0
     for name, check in CHECKS.items():
         print(f"{name:15} {check.description}")
     return 0
@@ -383,33 +412,158 @@ def cmd_archs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Train (or load) an original on digits, run every bundled method that fits the request,
+    audit each against the same references and shadow bank, and write the reports."""
+    from tqdm.auto import tqdm
+
+    from unlearn_audit.audit import audit
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.data.splits import ForgetRequest, make_splits
     from unlearn_audit.models.checkpoints import save_checkpoint
-    from unlearn_audit.train import accuracy, resolve_device, train_classifier
+    from unlearn_audit.registry import METHOD_PLUGINS
+    from unlearn_audit.report import write_report
+    from unlearn_audit.report.compare import write_comparison
+    from unlearn_audit.store import Store
+    from unlearn_audit.train import resolve_device, train_classifier
 
     device = resolve_device(args.device)
+    out = Path(args.out_dir)
+    store = Store(args.cache_dir)
     dataset = load_dataset("digits")
     splits = make_splits(dataset, ForgetRequest.classes(args.forget_class))
     start = time.perf_counter()
-    model = train_classifier(
+    original = train_classifier(
+        dataset, arch="small-cnn", device=device, store=store, progress=not args.quiet
+    )
+    save_checkpoint(original, out / "original.safetensors")
+    subjects: dict[str, Any] = {"no-unlearning": original}
+    methods = [(n, s) for n, s in METHOD_PLUGINS.items() if "class" in s.scope]
+    for name, spec in tqdm(methods, desc="unlearn", disable=None if not args.quiet else True):
+        result = spec.apply(original, dataset, splits, seed=args.seed, device=device)
+        subjects[name] = save_checkpoint(result.model, out / name / "unlearned.safetensors")
+    results, summary = {}, []
+    for name, model in tqdm(
+        subjects.items(), desc="audit", disable=None if not args.quiet else True
+    ):
+        result = audit(
+            original=original,
+            unlearned=model,
+            dataset=dataset,
+            request=splits,
+            store=store,
+            seed=args.seed,
+            device=str(device),
+            progress=not args.quiet,
+            created=_now(),
+        )
+        result.save(out / name / "result.json")
+        files = write_report(result, out / name, pdf=not args.no_pdf)
+        results[name] = result
+        summary.append(
+            {
+                "model": name,
+                "passed": result.passed,
+                "report": str(files.html),
+                "verdicts": {v.claim: v.status for v in result.verdicts},
+            }
+        )
+    links = {name: f"{name}/report.html" for name in results}
+    comparison = write_comparison(results, out, links=links)
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(
+            json.dumps(
+                {"comparison": str(comparison), "models": summary, "seconds": round(seconds, 1)},
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"demo: {splits.request.describe()} on digits, small-cnn original "
+        f"{original.fingerprint}, {len(results)} models audited in {seconds:.0f} s"
+    )
+    claims = list(summary[0]["verdicts"])
+    print(f"  {'model':16} " + " ".join(f"{c[:18]:18}" for c in claims))
+    for row in summary:
+        print(f"  {row['model']:16} " + " ".join(f"{row['verdicts'][c]:18}" for c in claims))
+    print(f"reports: {out}/<model>/report.html (and .pdf); comparison: {comparison}")
+    return 0
+
+
+def _now() -> str:
+    from datetime import datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hyperparameters(pairs: list[str] | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"`--hp` must be key=value like lr=0.01; got {pair!r}.")
+        values[key.strip().replace("-", "_")] = value.strip()
+    return values
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from unlearn_audit.registry import METHOD_PLUGINS
+
+    rows = [
+        {
+            "name": name,
+            "scope": list(spec.scope),
+            "summary": spec.summary,
+            "paper": spec.paper,
+            "defaults": dict(spec.defaults),
+        }
+        for name, spec in METHOD_PLUGINS.items()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']:15} {'+'.join(row['scope']):13} {row['summary']}")
+        print(f"{'':15} {'':13} {row['paper']}")
+    return 0
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from unlearn_audit.models.checkpoints import save_checkpoint
+    from unlearn_audit.registry import METHOD_PLUGINS
+    from unlearn_audit.train import resolve_device
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"`--out` must end in .safetensors; got {args.out!r}.")
+    spec = METHOD_PLUGINS.get(args.method)
+    device = resolve_device(args.device)
+    dataset, splits = load_request(args)
+    original = load_model_from_args(args.original, dataset, args)
+    result = spec.apply(
+        original,
         dataset,
-        arch="small-cnn",
+        splits,
+        hyperparameters=_hyperparameters(args.hp),
+        seed=args.seed,
         device=device,
-        store=_store(args),
         progress=not args.quiet,
     )
-    out = save_checkpoint(model, Path(args.out_dir) / "original.safetensors")
+    save_checkpoint(result.model, out)
+    summary = {
+        "method": args.method,
+        "seconds": result.seconds,
+        "fingerprint": result.model.fingerprint,
+        "checkpoint": str(out),
+        "hyperparameters": result.model.info.extra["unlearning"]["hyperparameters"],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
     print(
-        f"demo: small-cnn on digits, original trained or loaded in "
-        f"{time.perf_counter() - start:.1f} s (fingerprint {model.fingerprint})"
+        f"{args.method}: {splits.request.describe()} in {result.seconds:.1f} s "
+        f"(fingerprint {result.model.fingerprint})"
     )
-    print(f"request: {splits.request.describe()}")
-    for name in splits.names():
-        ids = splits.get(name)
-        print(
-            f"  {name:18} {len(ids):5d} samples   accuracy "
-            f"{_percent(accuracy(model.module, dataset, ids))}"
-        )
+    print(f"hyperparameters: {json.dumps(summary['hyperparameters'], sort_keys=True, default=str)}")
     print(f"wrote {out}")
     return 0

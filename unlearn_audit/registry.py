@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from importlib import metadata
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from unlearn_audit.errors import RegistryError
 
@@ -83,3 +83,11 @@ class Registry(Generic[T]):
         for ep in metadata.entry_points(group=self.group or ""):
             if ep.name not in self._entries:
                 self._entries[ep.name] = ep.load()
+
+
+# Unlearning methods reach the core only through entry points (group ``unlearn_audit.methods``),
+# so the core never imports the bundled ``methods`` package. An entry is an object with
+# ``name``, ``scope``, ``needs``, ``defaults``, ``paper``, ``summary`` and
+# ``apply(original, dataset, splits, *, hyperparameters, seed, device, progress)`` returning an
+# object with ``model`` (a LoadedModel) and ``seconds``.
+METHOD_PLUGINS: Registry[Any] = Registry("method", group="unlearn_audit.methods")

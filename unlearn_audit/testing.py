@@ -1,0 +1,709 @@
+"""pytest support: assertion helpers on audit results, and fixtures for a tiny digits setup.
+
+    from unlearn_audit.testing import assert_forgotten, assert_utility_kept
+
+    def test_my_method(unlearn_setup, audit):
+        unlearned = my_unlearning(unlearn_setup.original, unlearn_setup.splits)
+        result = audit(unlearned, checks=["accuracy"])
+        assert_forgotten(result)
+        assert_utility_kept(result)
+
+Every helper judges the conservative end of the 95% interval, not the point estimate: a model
+passes only if the worst case the evidence allows is within the tolerance. On a small sample
+that worst case can exceed a tight tolerance even for a perfectly retrained model; the failure
+message then says so. A helper whose evidence is missing (check not run, N/A, no reference)
+fails and says why; it never passes silently. Failures are ``AssertionError`` whose message is a
+fixed-width table (claim | measured | interval | reference | threshold | verdict) and one line
+of evidence per failed row; the helpers' own frames are hidden from tracebacks.
+
+The module is also a pytest plugin (``pytest11`` entry point ``unlearn_audit.testing``, or
+``-p unlearn_audit.testing``) with the fixtures ``unlearn_digits``, ``unlearn_store``,
+``unlearn_setup`` and ``audit``. Torch and the audit load on first use, so the plugin adds
+nothing to the start-up of test suites that do not use it.
+
+PYTEST_DONT_REWRITE: the helpers raise ``AssertionError`` themselves and hold no ``assert``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from unlearn_audit._validation import fail
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from unlearn_audit.checks.base import CheckResult
+    from unlearn_audit.data.datasets import Dataset
+    from unlearn_audit.data.splits import Splits
+    from unlearn_audit.models.checkpoints import LoadedModel
+    from unlearn_audit.results import AuditResult, Verdict
+    from unlearn_audit.store import Store
+
+    ResultLike: TypeAlias = AuditResult | str | os.PathLike[str] | Mapping[str, Any]
+
+__all__ = [
+    "UnlearnSetup",
+    "assert_backdoor_removed",
+    "assert_forgotten",
+    "assert_knowledge_removed",
+    "assert_no_membership_leak",
+    "assert_passed",
+    "assert_utility_kept",
+    "make_unlearn_setup",
+]
+
+HEADER = ("claim", "measured", "interval", "reference", "threshold", "verdict")
+TPR_KEYS = {0.01: "tpr_at_1pct", 0.001: "tpr_at_0.1pct"}
+
+
+# --- the data of a judgement, and its rendering ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One judged quantity: a row of the failure table."""
+
+    claim: str
+    measured: float | None
+    interval: tuple[float | None, float | None] | None
+    reference: float | None
+    threshold: str
+    verdict: str
+    evidence: str
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _interval(pair: tuple[float | None, float | None] | None) -> str:
+    return "-" if pair is None else f"[{_number(pair[0])}, {_number(pair[1])}]"
+
+
+def _render_table(rows: list[_Row]) -> str:
+    """The fixed-width table of ``rows``: claim | measured | interval | reference | threshold |
+    verdict."""
+    cells = [HEADER] + [
+        (
+            row.claim,
+            _number(row.measured),
+            _interval(row.interval),
+            _number(row.reference),
+            row.threshold,
+            row.verdict,
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER))]
+    numeric = {1, 3}
+
+    def line(values: tuple[str, ...]) -> str:
+        parts = [
+            value.rjust(width) if i in numeric and values is not HEADER else value.ljust(width)
+            for i, (value, width) in enumerate(zip(values, widths, strict=True))
+        ]
+        return " | ".join(parts).rstrip()
+
+    rule = "-+-".join("-" * width for width in widths)
+    return "\n".join([line(cells[0]), rule, *(line(values) for values in cells[1:])])
+
+
+def _message(helper: str, summary: str, rows: list[_Row], hints: list[str]) -> str:
+    evidence = [f"evidence: {row.evidence}" for row in rows if row.verdict == "FAIL"]
+    return "\n".join([f"{helper}: {summary}", _render_table(rows), *evidence, *hints])
+
+
+def _raise_if_failed(helper: str, summary: str, rows: list[_Row], hints: list[str]) -> None:
+    __tracebackhide__ = True
+    if any(row.verdict == "FAIL" for row in rows):
+        raise AssertionError(_message(helper, summary, rows, hints))
+
+
+def _missing(helper: str, why: str) -> AssertionError:
+    return AssertionError(f"{helper}: missing evidence: {why}")
+
+
+# --- reading the evidence ----------------------------------------------------------------------
+
+
+def _load(result: ResultLike) -> AuditResult:
+    from unlearn_audit.results import AuditResult
+
+    if isinstance(result, AuditResult):
+        return result
+    if isinstance(result, str | os.PathLike):
+        return AuditResult.load(os.fspath(result))
+    if isinstance(result, Mapping):
+        return AuditResult.from_dict(dict(result))
+    raise fail(
+        "result",
+        "an AuditResult, its dict or the path to its result.json",
+        type(result).__name__,
+    )
+
+
+def _check(result: AuditResult, name: str, helper: str) -> CheckResult:
+    __tracebackhide__ = True
+    check = result.checks.get(name)
+    if check is None:
+        ran = ", ".join(result.checks) or "none"
+        raise _missing(
+            helper, f"the {name} check was not run (this audit ran: {ran}); add {name!r} to checks."
+        )
+    if check.status != "ok":
+        raise _missing(helper, f"the {name} check is N/A: {check.reason or 'no reason given'}.")
+    return check
+
+
+def _no_reference(result: AuditResult, helper: str, name: str) -> AssertionError:
+    profile = result.config.get("profile", "?")
+    return _missing(
+        helper,
+        f"the {name} check had no reference model to compare with (profile {profile!r}); give "
+        "references=[...] or use a profile that trains one (standard).",
+    )
+
+
+def _is_class_request(result: AuditResult) -> bool:
+    kind = result.request.get("request", {}).get("kind")
+    return kind == "class" if kind is not None else bool(result.request.get("forget_classes"))
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    value: float
+    low: float
+    high: float
+    total: int | None
+
+
+def _estimate(entry: Any, helper: str, what: str) -> _Estimate:
+    __tracebackhide__ = True
+    if not isinstance(entry, Mapping) or any(
+        entry.get(k) is None for k in ("value", "low", "high")
+    ):
+        raise _missing(helper, f"no {what} was measured (no samples?).")
+    return _Estimate(entry["value"], entry["low"], entry["high"], entry.get("total"))
+
+
+def _sample(estimate: _Estimate) -> str:
+    return "" if estimate.total is None else f", n={estimate.total}"
+
+
+def _limit(value: Any, param: str, *, upper: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= upper:
+        expected = "a number >= 0" if upper == math.inf else f"a number in [0, {upper:g}]"
+        raise fail(param, expected, value)
+    return float(value)
+
+
+def _policy_pass(result: AuditResult, claim: str) -> float:
+    """The ``pass`` threshold the audit's policy used for ``claim`` (else the default's)."""
+    for verdict in result.verdicts:
+        if verdict.claim == claim and "pass" in verdict.threshold:
+            return float(verdict.threshold["pass"])
+    from unlearn_audit.policy import Policy
+
+    return Policy.load().thresholds[claim]["pass"]
+
+
+def _verdict(value: float, limit: float) -> str:
+    """PASS when ``value`` is at most ``limit``; rounding error at the boundary passes."""
+    return "PASS" if value <= limit + 1e-9 else "FAIL"
+
+
+# --- the helpers -------------------------------------------------------------------------------
+
+
+def assert_forgotten(result: ResultLike, *, tolerance: float | None = None) -> None:
+    """Assert that the forget set is treated like the reference treats it.
+
+    Judged on the forget accuracy of the unlearned model (forget-class test accuracy for class
+    requests): for class requests the upper end of its 95% interval may exceed the reference's
+    accuracy by at most ``tolerance``; for sample requests both ends must lie within
+    ``tolerance`` of it (above is under-forgetting, below over-forgetting).
+
+    Args:
+        result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
+        tolerance: Largest allowed difference; default the policy's ``pass`` threshold of
+            ``forgotten`` recorded in the result.
+
+    Raises:
+        AssertionError: The bound is outside the tolerance, or the accuracy check or its
+            reference is missing.
+    """
+    __tracebackhide__ = True
+    helper = "assert_forgotten"
+    audit_result = _load(result)
+    limit = None if tolerance is None else _limit(tolerance, "tolerance")
+    metrics = _check(audit_result, "accuracy", helper).metrics
+    class_request = _is_class_request(audit_result)
+    split = "test_forget_class" if class_request else "forget"
+    reference = metrics.get("reference_mean", {}).get(split)
+    if reference is None:
+        raise _no_reference(audit_result, helper, "accuracy")
+    acc = _estimate(metrics.get("accuracy", {}).get(split, {}).get("unlearned"), helper, split)
+    limit = _policy_pass(audit_result, "forgotten") if limit is None else limit
+    if class_request:
+        gap, half_width = acc.high - reference, acc.high - acc.value
+        threshold = f"high - ref <= {limit:.3f}"
+        evidence = (
+            f"{split} accuracy of the unlearned model may be as high as {acc.high:.3f} (95% "
+            f"upper bound; point {acc.value:.3f}{_sample(acc)}) vs {reference:.3f} for the "
+            f"reference: {gap:+.3f}, tolerance {limit:.3f}"
+        )
+    else:
+        gap = max(acc.high - reference, reference - acc.low)
+        half_width = max(acc.high - acc.value, acc.value - acc.low)
+        threshold = f"|bound - ref| <= {limit:.3f}"
+        evidence = (
+            f"{split} accuracy of the unlearned model lies in [{acc.low:.3f}, {acc.high:.3f}] "
+            f"(95%; point {acc.value:.3f}{_sample(acc)}) vs {reference:.3f} for the reference: "
+            f"up to {gap:.3f} away, tolerance {limit:.3f}"
+        )
+    row = _Row(
+        "forgotten",
+        acc.value,
+        (acc.low, acc.high),
+        reference,
+        threshold,
+        _verdict(gap, limit),
+        evidence,
+    )
+    _raise_if_failed(
+        helper,
+        "the interval's worst case is outside the tolerance.",
+        [row],
+        _small_sample_hint(half_width, limit, "tolerance"),
+    )
+
+
+def _small_sample_hint(half_width: float, limit: float, param: str) -> list[str]:
+    if half_width <= limit:
+        return []
+    return [
+        f"hint: the interval alone reaches {half_width:.3f} beyond the point estimate, more than "
+        f"{param} {limit:.3f}: the sample is too small to show this; use more samples or a "
+        f"looser {param}."
+    ]
+
+
+def assert_utility_kept(result: ResultLike, *, max_drop: float = 0.02) -> None:
+    """Assert that retain and test accuracy are kept against the original.
+
+    Judged per split (retain, and test, or retain-class test for class requests) on the
+    original's accuracy minus the lower end of the unlearned model's 95% interval.
+
+    Args:
+        result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
+        max_drop: Largest allowed drop.
+
+    Raises:
+        AssertionError: A drop bound exceeds ``max_drop``, or the accuracy check is missing.
+    """
+    __tracebackhide__ = True
+    helper = "assert_utility_kept"
+    audit_result = _load(result)
+    limit = _limit(max_drop, "max_drop", upper=1.0)
+    metrics = _check(audit_result, "accuracy", helper).metrics
+    test_split = "test_retain_class" if _is_class_request(audit_result) else "test"
+    rows, widest = [], 0.0
+    for split in ("retain", test_split):
+        table = metrics.get("accuracy", {}).get(split, {})
+        acc = _estimate(table.get("unlearned"), helper, f"{split} accuracy")
+        original = _estimate(table.get("original"), helper, f"{split} accuracy of the original")
+        drop = original.value - acc.low
+        widest = max(widest, acc.value - acc.low)
+        rows.append(
+            _Row(
+                f"utility_kept ({split})",
+                acc.value,
+                (acc.low, acc.high),
+                original.value,
+                f"orig - low <= {limit:.3f}",
+                _verdict(drop, limit),
+                f"{split} accuracy of the unlearned model may be as low as {acc.low:.3f} (95% "
+                f"lower bound; point {acc.value:.3f}{_sample(acc)}) vs {original.value:.3f} for "
+                f"the original: a drop of up to {drop:+.3f}, allowed {limit:.3f}",
+            )
+        )
+    _raise_if_failed(
+        helper,
+        "the accuracy could have dropped more than max_drop (the reference column holds the "
+        "original's accuracy).",
+        rows,
+        _small_sample_hint(widest, limit, "max_drop"),
+    )
+
+
+def assert_no_membership_leak(
+    result: ResultLike,
+    *,
+    fpr: float = 0.01,
+    max_tpr: float | None = None,
+    max_auc_gap: float = 0.05,
+) -> None:
+    """Assert that offline LiRA tells forget from unseen samples no better than on the reference.
+
+    Two rows: the upper end of the attack AUC's 95% (bootstrap) interval may exceed the
+    references' AUC by at most ``max_auc_gap``; the upper end of the Clopper-Pearson interval
+    of its TPR at ``fpr`` may be at most ``max_tpr``. A TPR the sample cannot resolve (fewer
+    than ``1 / fpr`` unseen samples) fails: it says nothing either way.
+
+    Args:
+        result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
+        fpr: False-positive rate of the TPR row: 0.01 or 0.001 (the rates the membership
+            check records).
+        max_tpr: Largest allowed TPR at ``fpr``; default the references' TPR at ``fpr`` plus
+            ``max_auc_gap``.
+        max_auc_gap: Largest allowed AUC excess over the references (and default TPR excess).
+
+    Raises:
+        AssertionError: A bound is outside its limit, the TPR is unresolvable, or the
+            membership check, its LiRA results or its reference are missing.
+        ConfigError: ``fpr`` is not 0.01 or 0.001.
+    """
+    __tracebackhide__ = True
+    helper = "assert_no_membership_leak"
+    if fpr not in TPR_KEYS:
+        raise fail("fpr", "0.01 or 0.001 (the rates the membership check records)", fpr)
+    gap_limit = _limit(max_auc_gap, "max_auc_gap", upper=1.0)
+    tpr_limit = None if max_tpr is None else _limit(max_tpr, "max_tpr", upper=1.0)
+    audit_result = _load(result)
+    metrics = _check(audit_result, "membership", helper).metrics
+    lira = metrics.get("lira", {})
+    if "unlearned" not in lira:
+        raise _missing(helper, "the membership check holds no LiRA results.")
+    references = [role for role in lira if role.startswith("reference")]
+    reference_auc = metrics.get("reference_auc", {}).get("lira")
+    if not references or reference_auc is None:
+        raise _no_reference(audit_result, helper, "membership")
+    auc = _estimate(lira["unlearned"].get("auc"), helper, "LiRA AUC")
+    key = TPR_KEYS[fpr]
+    tpr = lira["unlearned"].get(key) or {}
+    reference_tpr = sum(lira[r][key]["tpr"] for r in references) / len(references)
+    tpr_limit = reference_tpr + gap_limit if tpr_limit is None else tpr_limit
+    rows = [
+        _Row(
+            "no_membership_leak (AUC)",
+            auc.value,
+            (auc.low, auc.high),
+            reference_auc,
+            f"high - ref <= {gap_limit:.3f}",
+            _verdict(auc.high - reference_auc, gap_limit),
+            f"LiRA AUC on forget vs unseen samples may be as high as {auc.high:.3f} (95% upper "
+            f"bound; point {auc.value:.3f}) vs {reference_auc:.3f} for the reference: "
+            f"{auc.high - reference_auc:+.3f}, allowed {gap_limit:.3f}",
+        )
+    ]
+    label = f"no_membership_leak (TPR@{fpr:.1%} FPR)"
+    if not tpr.get("resolvable", False):
+        unseen = tpr.get("nonmembers")
+        rows.append(
+            _Row(
+                label,
+                tpr.get("tpr"),
+                (tpr.get("tpr_low"), tpr.get("tpr_high")),
+                reference_tpr,
+                f"high <= {tpr_limit:.3f}",
+                "FAIL",
+                f"the sample is too small to resolve TPR at {fpr:.1%} FPR: {unseen} unseen "
+                f"samples, at least {math.ceil(1 / fpr)} needed (one false positive is already "
+                f"more than {fpr:.1%}); use more samples or fpr=0.01.",
+            )
+        )
+    else:
+        rows.append(
+            _Row(
+                label,
+                tpr["tpr"],
+                (tpr["tpr_low"], tpr["tpr_high"]),
+                reference_tpr,
+                f"high <= {tpr_limit:.3f}",
+                _verdict(tpr["tpr_high"], tpr_limit),
+                f"LiRA TPR at {fpr:.1%} FPR (realised {tpr['realised_fpr']:.4f}) may be as high "
+                f"as {tpr['tpr_high']:.3f} (95% upper bound; point {tpr['tpr']:.3f}, "
+                f"{tpr['true_positives']} of {tpr['members']} forget samples) vs "
+                f"{reference_tpr:.3f} for the reference, allowed {tpr_limit:.3f}",
+            )
+        )
+    _raise_if_failed(helper, "the attack could do better than on the reference.", rows, [])
+
+
+def assert_backdoor_removed(
+    result: ResultLike, *, max_success: float | None = None, max_gap: float | None = 0.05
+) -> None:
+    """Assert that the backdoor trigger no longer fires (beyond the reference).
+
+    Judged on the upper end of the 95% interval of the trigger's attack success rate on the
+    unlearned model: at most ``max_gap`` above the references' rate, and at most
+    ``max_success`` when given.
+
+    Args:
+        result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
+        max_success: Largest allowed attack success (absolute); not judged when ``None``.
+        max_gap: Largest allowed excess over the references; ``None`` judges ``max_success``
+            alone (then no reference is needed).
+
+    Raises:
+        AssertionError: A bound is outside its limit, or the backdoor check or the reference
+            ``max_gap`` needs is missing.
+        ConfigError: Both limits are ``None``.
+    """
+    __tracebackhide__ = True
+    helper = "assert_backdoor_removed"
+    if max_success is None and max_gap is None:
+        raise fail("max_gap", "a number >= 0 when max_success is None", max_gap)
+    gap_limit = None if max_gap is None else _limit(max_gap, "max_gap", upper=1.0)
+    success_limit = None if max_success is None else _limit(max_success, "max_success", upper=1.0)
+    audit_result = _load(result)
+    metrics = _check(audit_result, "backdoor", helper).metrics
+    rate = _estimate(metrics.get("attack_success", {}).get("unlearned"), helper, "attack success")
+    reference = metrics.get("reference_mean")
+    rows = []
+    if gap_limit is not None:
+        if reference is None:
+            raise _no_reference(audit_result, helper, "backdoor")
+        rows.append(
+            _Row(
+                "backdoor_removed",
+                rate.value,
+                (rate.low, rate.high),
+                reference,
+                f"high - ref <= {gap_limit:.3f}",
+                _verdict(rate.high - reference, gap_limit),
+                f"trigger attack success may be as high as {rate.high:.3f} (95% upper bound; "
+                f"point {rate.value:.3f}{_sample(rate)}) vs {reference:.3f} for the reference: "
+                f"{rate.high - reference:+.3f}, allowed {gap_limit:.3f}",
+            )
+        )
+    if success_limit is not None:
+        rows.append(
+            _Row(
+                "backdoor_removed (absolute)",
+                rate.value,
+                (rate.low, rate.high),
+                reference,
+                f"high <= {success_limit:.3f}",
+                _verdict(rate.high, success_limit),
+                f"trigger attack success may be as high as {rate.high:.3f} (95% upper bound; "
+                f"point {rate.value:.3f}{_sample(rate)}), allowed {success_limit:.3f}",
+            )
+        )
+    _raise_if_failed(helper, "the trigger could still fire.", rows, [])
+
+
+def assert_knowledge_removed(result: ResultLike, *, max_gap: float | None = None) -> None:
+    """Assert that the features carry the forgotten class no more than the reference's do.
+
+    Class requests only. Two rows, each ``unlearned - reference`` at most ``max_gap``: the
+    few-shot probe recall of the forgotten class, and the CKA of forget-class features to the
+    original's. These measures carry no interval, so the point estimate is judged.
+
+    Args:
+        result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
+        max_gap: Largest allowed excess; default the policy's ``pass`` threshold of
+            ``knowledge_removed`` recorded in the result.
+
+    Raises:
+        AssertionError: A gap exceeds ``max_gap``, the request is not a class request, or the
+            representation check or its reference is missing.
+    """
+    __tracebackhide__ = True
+    helper = "assert_knowledge_removed"
+    limit = None if max_gap is None else _limit(max_gap, "max_gap")
+    audit_result = _load(result)
+    if not _is_class_request(audit_result):
+        raise _missing(
+            helper,
+            "knowledge_removed is class-level evidence and this is not a class request; use "
+            "assert_no_membership_leak for sample requests.",
+        )
+    metrics = _check(audit_result, "representation", helper).metrics
+    probe, cka = metrics.get("probe", {}), metrics.get("cka", {})
+    if "reference" not in probe or "forget" not in cka.get("reference", {}):
+        raise _no_reference(audit_result, helper, "representation")
+    limit = _policy_pass(audit_result, "knowledge_removed") if limit is None else limit
+    rows = []
+    for short, words, unlearned, reference in (
+        (
+            "probe",
+            "few-shot probe recall of the forgotten class",
+            probe["unlearned"],
+            probe["reference"],
+        ),
+        (
+            "CKA",
+            "CKA of forget-class features to the original's",
+            cka["unlearned"]["forget"],
+            cka["reference"]["forget"],
+        ),
+    ):
+        gap = unlearned - reference
+        rows.append(
+            _Row(
+                f"knowledge_removed ({short})",
+                unlearned,
+                None,
+                reference,
+                f"value - ref <= {limit:.3f}",
+                _verdict(gap, limit),
+                f"{words}: {unlearned:.3f} (unlearned) vs {reference:.3f} (reference): "
+                f"{gap:+.3f}, allowed {limit:.3f} (no interval recorded: point estimate judged)",
+            )
+        )
+    _raise_if_failed(helper, "the features still carry the forgotten class.", rows, [])
+
+
+def _verdict_row(verdict: Verdict) -> _Row:
+    interval = None if verdict.interval is None else (verdict.interval[0], verdict.interval[1])
+    limits = verdict.threshold
+    threshold = (
+        f"pass {limits['pass']:.3f} / warn {limits['warn']:.3f}"
+        if "pass" in limits and "warn" in limits
+        else "-"
+    )
+    return _Row(
+        verdict.claim,
+        verdict.measured,
+        interval,
+        verdict.reference,
+        threshold,
+        verdict.status,
+        f"{verdict.claim}: {verdict.evidence}",
+    )
+
+
+def assert_passed(result: ResultLike) -> None:
+    """Assert that no claim of the audit FAILed, as the policy judged it.
+
+    Unlike the other helpers this reads the policy's own verdicts, which FAIL only when the
+    evidence is clear (a WARN passes here). An audit that judged no claim at all (every
+    verdict N/A) fails too.
+
+    Args:
+        result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
+
+    Raises:
+        AssertionError: With the full verdict table, when a claim failed or none was judged.
+    """
+    __tracebackhide__ = True
+    helper = "assert_passed"
+    audit_result = _load(result)
+    verdicts = audit_result.verdicts
+    if all(verdict.status == "N/A" for verdict in verdicts):
+        reasons = "; ".join(f"{v.claim}: {v.evidence}" for v in verdicts) or "no verdicts"
+        raise _missing(helper, f"no claim was judged ({reasons}).")
+    failed = [verdict.claim for verdict in verdicts if verdict.status == "FAIL"]
+    _raise_if_failed(
+        helper,
+        f"{len(failed)} of {len(verdicts)} claims failed ({', '.join(failed)}).",
+        [_verdict_row(verdict) for verdict in verdicts],
+        [],
+    )
+
+
+# --- the plugin: a tiny cached digits setup ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnlearnSetup:
+    """A small unlearning task for tests: forget class 3 of a dataset (digits by default).
+
+    Attributes:
+        dataset: The dataset.
+        splits: The splits of the class-3 request.
+        original: small-cnn trained on the dataset's training part (default recipe, seed 0).
+        reference: small-cnn retrained on ``splits.retain`` (seed 0), stored under the key an
+            audit's own reference gets, so a ``standard`` audit reuses it from the store.
+    """
+
+    dataset: Dataset
+    splits: Splits
+    original: LoadedModel
+    reference: LoadedModel
+
+    def audit(self, unlearned: LoadedModel | str | Path, **kwargs: Any) -> AuditResult:
+        """Audit ``unlearned`` against this setup's original and request.
+
+        Args:
+            unlearned: The model under audit (or its checkpoint path).
+            **kwargs: Further arguments of :func:`unlearn_audit.audit.audit` (``checks``,
+                ``profile``, ``references``, ``store``, ...); they override the setup's.
+        """
+        from unlearn_audit.audit import audit as run_audit
+
+        options: dict[str, Any] = {
+            "original": self.original,
+            "dataset": self.dataset,
+            "request": self.splits,
+            "progress": False,
+        }
+        return run_audit(unlearned=unlearned, **(options | kwargs))
+
+
+def make_unlearn_setup(dataset: Dataset, *, store: Store | None = None) -> UnlearnSetup:
+    """Train (or load from ``store``) the models of an :class:`UnlearnSetup` on ``dataset``.
+
+    Args:
+        dataset: The dataset, e.g. ``load_dataset("digits")`` (a few seconds per model on CPU).
+        store: Where the two models are kept; ``None`` trains them on every call.
+    """
+    from unlearn_audit.data.splits import ForgetRequest, make_splits
+    from unlearn_audit.train import train_classifier
+
+    splits = make_splits(dataset, ForgetRequest.classes(3))
+    original = train_classifier(dataset, arch="small-cnn", store=store, progress=False)
+    reference = train_classifier(
+        dataset,
+        arch="small-cnn",
+        member_ids=splits.retain,
+        store=store,
+        role="reference",
+        normalization=original.normalization,
+        progress=False,
+    )
+    return UnlearnSetup(dataset=dataset, splits=splits, original=original, reference=reference)
+
+
+@pytest.fixture(scope="session")
+def unlearn_digits() -> Dataset:
+    """The embedded digits dataset (8x8 images, 10 classes)."""
+    from unlearn_audit.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def unlearn_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """A model store private to the session, or the default store when ``UNLEARN_AUDIT_CACHE``
+    is set (models then persist across runs, e.g. in a CI cache)."""
+    from unlearn_audit.store import ENV_VAR, Store
+
+    if os.environ.get(ENV_VAR):
+        return Store()
+    return Store(tmp_path_factory.mktemp("unlearn-audit-store"))
+
+
+@pytest.fixture(scope="session")
+def unlearn_setup(unlearn_digits: Dataset, unlearn_store: Store) -> UnlearnSetup:
+    """Digits, the class-3 request, a small-cnn original and a reference, through the store."""
+    return make_unlearn_setup(unlearn_digits, store=unlearn_store)
+
+
+@pytest.fixture
+def audit(unlearn_setup: UnlearnSetup, unlearn_store: Store) -> Callable[..., AuditResult]:
+    """``audit(unlearned, **kwargs)``: audit against ``unlearn_setup`` with ``unlearn_store``."""
+
+    def run(unlearned: LoadedModel | str | Path, **kwargs: Any) -> AuditResult:
+        return unlearn_setup.audit(unlearned, **({"store": unlearn_store} | kwargs))
+
+    return run
