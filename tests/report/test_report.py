@@ -103,3 +103,23 @@ def test_missing_pdf_engine_still_writes_html(
     files = write_report(result, tmp_path)
     assert files.html.is_file() and files.pdf is None
     assert "libpango" in files.pdf_error and "apt-get install" in files.pdf_error
+
+
+def test_comparison_report(result: AuditResult) -> None:
+    from unlearn_audit.errors import ConfigError
+    from unlearn_audit.report.compare import render_comparison
+
+    other = AuditResult.from_dict(result.to_dict_json())
+    html = render_comparison(
+        {"method-a": result, "method-b": other}, links={"method-a": "method-a/report.html"}
+    )
+    assert 'href="method-a/report.html"' in html and "method-b" in html
+    for claim in CLAIMS:
+        assert f"<th>{claim}</th>" in html
+    assert html.count('src="data:image/png;base64,') == 2  # accuracy and LiRA ROC figures
+    stranger = AuditResult.from_dict(result.to_dict_json())
+    stranger.models["original"]["fingerprint"] = "0" * 16
+    with pytest.raises(ConfigError, match="another original or request"):
+        render_comparison({"a": result, "b": stranger})
+    with pytest.raises(ConfigError, match="at least one"):
+        render_comparison({})
