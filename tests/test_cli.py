@@ -503,3 +503,13 @@ def test_unlearn_and_methods_verbs(workdir: Path, capsys: pytest.CaptureFixture[
     assert "Did you mean 'neggrad'" in capsys.readouterr().err
     assert main([*argv, "--method", "finetune", "--hp", "lr"]) == 1
     assert "`--hp` must be key=value" in capsys.readouterr().err
+
+
+def test_lists_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    for verb, key in (("datasets", "digits"), ("archs", "small-cnn"), ("checks", "membership")):
+        assert main([verb, "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        names = [row["name"] for row in data] if isinstance(data, list) else list(data)
+        assert key in names

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import unlearn_audit
 from unlearn_audit._validation import check_choice, check_positive_int
@@ -378,7 +379,7 @@ def audit(
     built = {"trained": ctx.store.misses - misses, "reused": ctx.store.hits - hits}
 
     results: dict[str, CheckResult] = {}
-    for name in names:
+    for name in tqdm(names, desc="checks", disable=None if progress else True, leave=False):
         check_start = time.perf_counter()
         results[name] = _run_check(ctx, name, build_notes)
         results[name].seconds = time.perf_counter() - check_start

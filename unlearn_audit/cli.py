@@ -309,8 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     checks.set_defaults(run=cmd_checks)
 
     datasets = verbs.add_parser("datasets", help="list the registered datasets")
+    _add_json_option(datasets)
     datasets.set_defaults(run=cmd_datasets)
     archs = verbs.add_parser("archs", help="list the registered architectures")
+    _add_json_option(archs)
     archs.set_defaults(run=cmd_archs)
 
     demo = verbs.add_parser(

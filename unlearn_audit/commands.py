@@ -389,23 +389,35 @@ def format_summary(result: Any) -> str:
 def cmd_datasets(args: argparse.Namespace) -> int:
     from unlearn_audit.data.datasets import DATASETS
 
+    rows = []
     for name, spec in DATASETS.items():
         if spec.default_root:
             found = "found" if Path(spec.default_root).is_dir() else "not found"
-            where = f"[{spec.default_root}: {found}]"
+            where = f"{spec.default_root}: {found}"
         elif spec.needs_root:
-            where = "[--data-root]"
+            where = "--data-root"
         else:
-            where = "[embedded]"
-        print(f"{name:14} {spec.description} {where}")
+            where = "embedded"
+        rows.append({"name": name, "description": spec.description, "where": where})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']:14} {row['description']} [{row['where']}]")
     return 0
 
 
 def cmd_archs(args: argparse.Namespace) -> int:
     from unlearn_audit.models.zoo import ARCHS
 
-    for name, factory in ARCHS.items():
-        summary = (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+    rows = {
+        name: (factory.__doc__ or "").strip().splitlines()[0] if factory.__doc__ else ""
+        for name, factory in ARCHS.items()
+    }
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for name, summary in rows.items():
         print(f"{name:10} {summary}")
     print("or package.module:factory / path/to/file.py:factory for your own")
     return 0
