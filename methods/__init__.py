@@ -7,7 +7,16 @@ unlearn_audit's public API; the audit core never imports this package.
     result = unlearn("neggrad-plus", original, dataset, splits, hyperparameters={"alpha": 0.9})
 """
 
-from methods import finetune, neggrad, random_labels  # noqa: F401  (they register on import)
+# each module registers its methods on import
+from methods import (  # noqa: F401
+    amnesiac,
+    finetune,
+    neggrad,
+    perturbation,
+    random_labels,
+    retrain,
+    sisa,
+)
 from methods.base import (
     METHODS,
     MethodSpec,

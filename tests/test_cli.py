@@ -176,17 +176,24 @@ def test_demo_writes_per_method_and_comparison_reports(
     for name in names:
         result = AuditResult.load(workdir / "out" / name / "result.json")
         assert (workdir / "out" / name / "report.html").is_file()
-        assert result.models["original"]["fingerprint"] == summary_original(workdir)
+        expected = summary_original(workdir, name)
+        assert result.models["original"]["fingerprint"] == expected
     baseline = {row["model"]: row for row in summary["models"]}["no-unlearning"]
     assert baseline["verdicts"]["forgotten"] == "FAIL" and not baseline["passed"]
     comparison = (workdir / "out" / "comparison.html").read_text()
     for name in names:
         assert f'href="{name}/report.html"' in comparison
     assert "http" not in comparison.replace('href="', "")  # self-contained
+    # sisa unlearns a SISA ensemble: its own original, marked in the comparison
+    assert (workdir / "out" / "sisa" / "original.safetensors").is_file()
+    assert "sisa</a> †" in comparison
 
 
-def summary_original(workdir: Path) -> str:
-    return load_checkpoint(workdir / "out" / "original.safetensors").fingerprint
+def summary_original(workdir: Path, name: str) -> str:
+    """The original the demo audited ``name`` against: its own if it saved one (sisa)."""
+    own = workdir / "out" / name / "original.safetensors"
+    path = own if own.is_file() else workdir / "out" / "original.safetensors"
+    return load_checkpoint(path).fingerprint
 
 
 def test_console_entry_point_exits_nonzero_without_traceback(tmp_path: Path) -> None:
@@ -513,3 +520,64 @@ def test_lists_as_json(capsys: pytest.CaptureFixture[str]) -> None:
         data = json.loads(capsys.readouterr().out)
         names = [row["name"] for row in data] if isinstance(data, list) else list(data)
         assert key in names
+
+
+def test_train_structures_and_their_methods(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--sisa-shards / --log-updates at training time, then `unlearn` with sisa / amnesiac."""
+    sisa = ["train", "--sisa-shards", "2", "--sisa-slices", "2", "--out", "s.safetensors"]
+    assert main([*sisa, *QUICK, "--no-cache"]) == 0
+    assert "trained sisa (2 shards x 2 slices of small-cnn)" in capsys.readouterr().out
+    ensemble = load_checkpoint(workdir / "s.safetensors")
+    assert ensemble.info.arch == "sisa" and ensemble.info.arch_kwargs["slices"] == 2
+    logged = ["train", "--log-updates", "--out", "m.safetensors", *QUICK, "--no-cache"]
+    assert main(logged) == 0
+    out = capsys.readouterr().out
+    assert "update log: 32 steps kept" in out and "m.updates.safetensors" in out
+    assert (workdir / "m.updates.safetensors").is_file()
+    unlearn = ["unlearn", "--forget-random", "20", "--quiet", "--out", "u.safetensors"]
+    assert main([*unlearn, "--original", "s.safetensors", "--method", "sisa"]) == 0
+    assert main([*unlearn, "--original", "m.safetensors", "--method", "amnesiac"]) == 0
+    capsys.readouterr()
+    # the prerequisites are missing: one line naming the training option
+    assert main([*unlearn, "--original", "s.safetensors", "--method", "amnesiac"]) == 1
+    assert "--log-updates" in capsys.readouterr().err
+    assert main([*unlearn, "--original", "m.safetensors", "--method", "sisa"]) == 1
+    err = capsys.readouterr().err
+    assert "--sisa-shards" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--sisa-slices", "2"], "`--sisa-slices` needs --sisa-shards"),
+        (["--sisa-shards", "0"], "`--sisa-shards` must be an integer >= 1"),
+        (["--sisa-shards", "2", "--arch", "sisa"], "`--arch` names the shard network"),
+        (["--sisa-shards", "600", "--sisa-slices", "2"], "cannot fill 600 shards x 2 slices"),
+        (["--log-candidates", "ids.txt"], "`--log-candidates` needs --log-updates"),
+        (["--log-updates", "--sisa-shards", "2"], "drop one of --log-updates and --sisa-shards"),
+    ],
+)
+def test_train_structure_errors(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main(["train", "--out", "x.safetensors", *argv, *QUICK, "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (workdir / "x.safetensors").exists()
+
+
+def test_methods_describes_one(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["methods", "amnesiac"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("amnesiac: subtract the logged updates")
+    assert "needs        the update log (train --log-updates)" in out
+    assert "epochs=5" in out and "Every logged step whose batch" in out
+    assert main(["methods", "sisa", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["name"] == "sisa" and row["defaults"] == {} and "shards" in row["description"]
+    assert main(["methods", "amnesic"]) == 1
+    assert "Did you mean 'amnesiac'" in capsys.readouterr().err

@@ -205,6 +205,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, metavar="FILE.safetensors", help="where to write the checkpoint"
     )
     _add_recipe_options(train)
+    structure = train.add_argument_group(
+        "training-time structures", "what the methods `sisa` and `amnesiac` unlearn with"
+    )
+    structure.add_argument(
+        "--sisa-shards",
+        type=int,
+        metavar="S",
+        help="train a SISA ensemble of S shard models of --arch (averaged probabilities)",
+    )
+    structure.add_argument(
+        "--sisa-slices",
+        type=int,
+        metavar="R",
+        help="cut each shard into R slices, with a checkpoint before each (default: 1)",
+    )
+    structure.add_argument(
+        "--log-updates",
+        action="store_true",
+        help="store every step's parameter update and batch ids in OUT.updates.safetensors "
+        "(one model's size per step)",
+    )
+    structure.add_argument(
+        "--log-candidates",
+        metavar="FILE",
+        help="with --log-updates, keep only the steps whose batch holds one of these ids "
+        "(one per line)",
+    )
     backdoor = train.add_argument_group("backdoor (BadNets)")
     backdoor.add_argument(
         "--backdoor",
@@ -330,7 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_option(demo)
     demo.set_defaults(run=cmd_demo)
 
-    methods = verbs.add_parser("methods", help="list the bundled unlearning methods")
+    methods = verbs.add_parser(
+        "methods",
+        help="list the bundled unlearning methods, or describe one",
+        description="List the unlearning methods (bundled and from plugins): the requests they "
+        "handle and what they need; with NAME, its defaults, source and details.",
+    )
+    methods.add_argument("name", nargs="?", metavar="NAME", help="describe this method")
     _add_json_option(methods)
     methods.set_defaults(run=cmd_methods)
 

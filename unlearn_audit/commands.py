@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -98,11 +100,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             "a forget request at training time only chooses where `--backdoor` is planted; "
             "add --backdoor TRIGGER.json, or give the request to the audit instead."
         )
+    arch, arch_kwargs = _train_arch(args)
+    recorder = _update_recorder(args, dataset)
     start = time.perf_counter()
     model = train_classifier(
         dataset,
-        arch=args.arch,
-        arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
+        arch=arch,
+        arch_kwargs=arch_kwargs,
         recipe=recipe,
         member_ids=members,
         seed=args.seed,
@@ -110,16 +114,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         store=_store(args),
         trigger=trigger,
         poison_ids=poison,
+        update_log=recorder,
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
     trained_on = dataset.train_ids if members is None else members
     heldout = dataset.heldout_ids if members is None else _complement(len(dataset), members)
+    if recorder is not None and recorder.log is not None:
+        from unlearn_audit.update_log import save_update_log, update_log_path
+
+        # the log first: a checkpoint that promises a log never exists without it
+        log_path = save_update_log(recorder.log, update_log_path(out))
     save_checkpoint(model, out)
+    what = args.arch
+    if arch != args.arch:
+        what = (
+            f"sisa ({arch_kwargs['shards']} shards x {arch_kwargs['slices']} "
+            f"slice{'s' if arch_kwargs['slices'] != 1 else ''} of {args.arch})"
+        )
     print(
-        f"trained {args.arch} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
+        f"trained {what} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
         f"in {seconds:.1f} s"
     )
+    if recorder is not None and recorder.log is not None:
+        size = recorder.log.deltas.numel() * 4 / 1e6
+        print(f"update log: {len(recorder.log.steps)} steps kept ({size:.1f} MB) in {log_path}")
     print(
         f"accuracy: members {_percent(accuracy(model.module, dataset, trained_on))}, "
         f"held-out {_percent(accuracy(model.module, dataset, heldout))}"
@@ -132,6 +151,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"fingerprint {model.fingerprint}")
     print(f"wrote {out}")
     return 0
+
+
+def _train_arch(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """``--arch`` and its arguments, wrapped in a SISA ensemble with --sisa-shards."""
+    kwargs = _json_dict(args.arch_kwargs, "--arch-kwargs")
+    if args.sisa_shards is None:
+        if args.sisa_slices is not None:
+            raise ConfigError("`--sisa-slices` needs --sisa-shards S (the number of shards).")
+        return args.arch, kwargs
+    for flag, value in (("--sisa-shards", args.sisa_shards), ("--sisa-slices", args.sisa_slices)):
+        if value is not None and value < 1:
+            raise ConfigError(f"`{flag}` must be an integer >= 1; got {value!r}.")
+    if args.arch == "sisa":
+        raise ConfigError("`--arch` names the shard network with --sisa-shards, e.g. small-cnn.")
+    return "sisa", {
+        "base": args.arch,
+        "base_kwargs": kwargs,
+        "shards": args.sisa_shards,
+        "slices": args.sisa_slices or 1,
+    }
+
+
+def _update_recorder(args: argparse.Namespace, dataset: Any) -> Any:
+    """An :class:`UpdateRecorder` for --log-updates (with --log-candidates), or ``None``."""
+    from unlearn_audit.data.splits import check_member_ids, read_id_file
+    from unlearn_audit.update_log import UpdateRecorder
+
+    if not args.log_updates:
+        if args.log_candidates:
+            raise ConfigError("`--log-candidates` needs --log-updates.")
+        return None
+    candidates = None
+    if args.log_candidates:
+        candidates = check_member_ids(
+            dataset, read_id_file(args.log_candidates, what="candidate ids")
+        )
+    return UpdateRecorder(candidates)
 
 
 def _attack_success(model: Any, dataset: Any, trigger: Any) -> float:
@@ -425,7 +481,8 @@ def cmd_archs(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train (or load) an original on digits, run every bundled method that fits the request,
-    audit each against the same references and shadow bank, and write the reports."""
+    audit each against the same references and shadow bank (sisa: against its own SISA
+    original), and write the reports."""
     from tqdm.auto import tqdm
 
     from unlearn_audit.audit import audit
@@ -437,6 +494,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from unlearn_audit.report.compare import write_comparison
     from unlearn_audit.store import Store
     from unlearn_audit.train import resolve_device, train_classifier
+    from unlearn_audit.update_log import UpdateRecorder, save_update_log
 
     device = resolve_device(args.device)
     out = Path(args.out_dir)
@@ -444,21 +502,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     dataset = load_dataset("digits")
     splits = make_splits(dataset, ForgetRequest.classes(args.forget_class))
     start = time.perf_counter()
+    # the update log that `amnesiac` needs (logging leaves the training as it is)
+    recorder = UpdateRecorder()
     original = train_classifier(
-        dataset, arch="small-cnn", device=device, store=store, progress=not args.quiet
+        dataset, arch="small-cnn", device=device, update_log=recorder, progress=not args.quiet
     )
     save_checkpoint(original, out / "original.safetensors")
+    originals: dict[str, Any] = {name: original for name in METHOD_PLUGINS.names()}
+    # `sisa` unlearns a SISA ensemble, so it gets an original of its own
+    originals["sisa"] = train_classifier(
+        dataset,
+        arch="sisa",
+        arch_kwargs={"base": "small-cnn", "shards": 3, "slices": 2},
+        device=device,
+        store=store,
+        progress=not args.quiet,
+    )
     subjects: dict[str, Any] = {"no-unlearning": original}
     methods = [(n, s) for n, s in METHOD_PLUGINS.items() if "class" in s.scope]
-    for name, spec in tqdm(methods, desc="unlearn", disable=None if not args.quiet else True):
-        result = spec.apply(original, dataset, splits, seed=args.seed, device=device)
-        subjects[name] = save_checkpoint(result.model, out / name / "unlearned.safetensors")
+    with tempfile.TemporaryDirectory() as folder:
+        assert recorder.log is not None
+        log = save_update_log(recorder.log, Path(folder) / "original.updates.safetensors")
+        for name, spec in tqdm(methods, desc="unlearn", disable=None if not args.quiet else True):
+            result = spec.apply(
+                originals[name],
+                dataset,
+                splits,
+                hyperparameters={"update_log": str(log)} if name == "amnesiac" else None,
+                seed=args.seed,
+                device=device,
+            )
+            subjects[name] = save_checkpoint(result.model, out / name / "unlearned.safetensors")
+            if originals[name] is not original:
+                save_checkpoint(originals[name], out / name / "original.safetensors")
     results, summary = {}, []
     for name, model in tqdm(
         subjects.items(), desc="audit", disable=None if not args.quiet else True
     ):
         result = audit(
-            original=original,
+            original=originals.get(name, original),
             unlearned=model,
             dataset=dataset,
             request=splits,
@@ -495,9 +577,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{original.fingerprint}, {len(results)} models audited in {seconds:.0f} s"
     )
     claims = list(summary[0]["verdicts"])
-    print(f"  {'model':16} " + " ".join(f"{c[:18]:18}" for c in claims))
+    width = max(len(row["model"]) for row in summary)
+    print(f"  {'model':{width}}  " + " ".join(f"{c[:18]:18}" for c in claims))
     for row in summary:
-        print(f"  {row['model']:16} " + " ".join(f"{row['verdicts'][c]:18}" for c in claims))
+        print(f"  {row['model']:{width}}  " + " ".join(f"{row['verdicts'][c]:18}" for c in claims))
     print(f"reports: {out}/<model>/report.html (and .pdf); comparison: {comparison}")
     return 0
 
@@ -521,23 +604,46 @@ def _hyperparameters(pairs: list[str] | None) -> dict[str, str]:
 def cmd_methods(args: argparse.Namespace) -> int:
     from unlearn_audit.registry import METHOD_PLUGINS
 
-    rows = [
-        {
-            "name": name,
-            "scope": list(spec.scope),
-            "summary": spec.summary,
-            "paper": spec.paper,
-            "defaults": dict(spec.defaults),
-        }
-        for name, spec in METHOD_PLUGINS.items()
-    ]
+    names = [args.name] if args.name else METHOD_PLUGINS.names()
+    rows = [_method_row(name, METHOD_PLUGINS.get(name)) for name in names]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows[0] if args.name else rows, indent=2))
         return 0
+    if args.name:
+        row = rows[0]
+        print(f"{row['name']}: {row['summary']}")
+        print(f"  requests     {' and '.join(row['scope'])}")
+        print(f"  needs        {'; '.join(row['needs'])}")
+        print(f"  source       {row['paper']}")
+        defaults = ", ".join(f"{k}={v!r}" for k, v in row["defaults"].items()) or "none"
+        print(f"  defaults     {defaults}  (override with --hp KEY=VALUE)")
+        if row["description"]:
+            print()
+            print(textwrap.indent(row["description"], "  "))
+        return 0
+    width = max(len(row["name"]) for row in rows) + 2
     for row in rows:
-        print(f"{row['name']:15} {'+'.join(row['scope']):13} {row['summary']}")
-        print(f"{'':15} {'':13} {row['paper']}")
+        print(f"{row['name']:{width}}{'+'.join(row['scope']):14}{row['summary']}")
+        print(f"{'':{width}}{'':14}needs: {'; '.join(row['needs'])}")
+    print("\n`unlearn-audit methods NAME` shows a method's defaults, source and details.")
     return 0
+
+
+def _method_row(name: str, spec: Any) -> dict[str, Any]:
+    """What `methods` shows of one spec: metadata plus the docstring's description."""
+    import inspect
+
+    doc = inspect.getdoc(spec.run) or ""
+    description = doc.split("\n    Args:")[0].split("\nArgs:")[0].strip()
+    return {
+        "name": name,
+        "scope": list(spec.scope),
+        "needs": list(spec.needs),
+        "summary": spec.summary,
+        "paper": spec.paper,
+        "defaults": dict(spec.defaults),
+        "description": description,
+    }
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:

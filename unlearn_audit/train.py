@@ -29,9 +29,12 @@ from unlearn_audit.data.splits import members_fingerprint
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, ModelInfo, wrap_model
-from unlearn_audit.models.layers import Classifier
+from unlearn_audit.models.ensemble import SISA_ARCH, ShardEnsemble, check_cells
+from unlearn_audit.models.layers import Classifier, model_fingerprint
 from unlearn_audit.models.zoo import arch_fingerprint, build_model
 from unlearn_audit.store import Store
+from unlearn_audit.update_log import UpdateRecorder
+from unlearn_audit.update_log import describe as describe_log
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
 BatchTransform = Callable[
@@ -370,6 +373,7 @@ def train_classifier(
     trigger: Trigger | None = None,
     poison_ids: np.ndarray | None = None,
     normalization: Normalization | Literal["dataset"] | None = "dataset",
+    update_log: UpdateRecorder | None = None,
     progress: bool = True,
 ) -> LoadedModel:
     """Build ``arch`` for ``dataset`` and train it on the members, through the store if given.
@@ -389,6 +393,8 @@ def train_classifier(
         poison_ids: Members that carry the trigger (the forget set of the request).
         normalization: Input normalisation of the model; default the dataset's usual one
             (references and shadows take the original's).
+        update_log: Record every step's parameter update here (for amnesiac unlearning;
+            ``update_log.log`` holds the result). Such a run never uses the store.
         progress: Show a progress bar.
 
     Returns:
@@ -425,6 +431,23 @@ def train_classifier(
                 arch, dataset.num_classes, dataset.input_shape, arch_kwargs=arch_kwargs
             )
         untrained = Classifier(net, norm)
+        if isinstance(net, ShardEnsemble):
+            from unlearn_audit.sisa import train_sisa  # sisa trains its shards with fit
+
+            ensemble = train_sisa(
+                net,
+                dataset,
+                members,
+                recipe,
+                seed=seed,
+                normalization=norm,
+                device=device,
+                batch_transform=transform,
+                progress=progress,
+            )
+            return wrap_model(ensemble, info, norm)
+        if update_log is not None:
+            update_log.start(untrained)
         result = fit(
             untrained,
             dataset,
@@ -433,14 +456,27 @@ def train_classifier(
             seed=seed,
             device=device,
             batch_transform=transform,
+            on_step=None if update_log is None else update_log.on_step,
             progress=progress,
             desc=f"train {role}",
         )
         trained = cast(Classifier, result.model.to("cpu"))
-        done = replace(info, extra={**info.extra, "history": result.history.to_dict()})
-        return wrap_model(trained.net, done, norm)
+        extra = {**info.extra, "history": result.history.to_dict()}
+        if update_log is None:
+            return wrap_model(trained.net, replace(info, extra=extra), norm)
+        fingerprint = model_fingerprint(trained)  # the info is not part of it
+        extra["update_log"] = describe_log(update_log.finish(fingerprint))
+        return wrap_model(trained.net, replace(info, extra=extra), norm)
 
-    if store is None:
+    if arch == SISA_ARCH:  # before building S x (R + 1) networks
+        kwargs = arch_kwargs or {}
+        check_cells(len(members), int(kwargs.get("shards", 5)), int(kwargs.get("slices", 1)))
+    if update_log is not None and arch == SISA_ARCH:
+        raise ConfigError(
+            "--log-updates records one network's updates; a SISA ensemble unlearns by "
+            "retraining shards instead, so drop one of --log-updates and --sisa-shards."
+        )
+    if store is None or update_log is not None:
         return _train()
     parts = {
         "role": role,

@@ -6,8 +6,9 @@ import pytest
 
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
-from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.models.checkpoints import LoadedModel, load_checkpoint, save_checkpoint
 from unlearn_audit.train import accuracy, train_classifier
+from unlearn_audit.update_log import UpdateRecorder, save_update_log, update_log_path
 
 FORGET_CLASS = 3
 
@@ -37,3 +38,26 @@ def original_accuracy(
         name: accuracy(original.module, digits, class_splits.get(name))
         for name in ("test_forget_class", "test_retain_class")
     }
+
+
+@pytest.fixture(scope="session")
+def logged_original(digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    """The `original` trained again with --log-updates, loaded from disk next to its log."""
+    recorder = UpdateRecorder()
+    model = train_classifier(digits, arch="small-cnn", update_log=recorder, progress=False)
+    assert recorder.log is not None
+    folder = tmp_path_factory.mktemp("logged")
+    save_update_log(recorder.log, update_log_path(folder / "original.safetensors"))
+    path = save_checkpoint(model, folder / "original.safetensors")
+    return load_checkpoint(path, dataset=digits)
+
+
+@pytest.fixture(scope="session")
+def sisa_original(digits: Dataset) -> LoadedModel:
+    """A SISA ensemble of 3 small-cnn shards with 2 slices each (about 99% held-out)."""
+    return train_classifier(
+        digits,
+        arch="sisa",
+        arch_kwargs={"base": "small-cnn", "shards": 3, "slices": 2},
+        progress=False,
+    )

@@ -1,9 +1,15 @@
-"""What every registered method promises, whatever it does (one epoch each, to stay fast)."""
+"""What every registered method promises, whatever it does (one epoch each, to stay fast).
+
+Methods that need a training-time structure get an original that has it (an update log, a
+SISA bundle); every other method works on the plain `original`.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,19 +21,41 @@ from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, load_checkpoint, save_checkpoint
 from unlearn_audit.models.layers import model_fingerprint
+from unlearn_audit.registry import METHOD_PLUGINS
 
 ALL_METHODS = METHODS.names()
-QUICK = {"epochs": "1"}  # a CLI-style string: it must arrive as the int 1
+# the training-time structure some methods need, and the option that provides it
+PREREQUISITES = {"amnesiac": "--log-updates", "sisa": "--sisa-shards"}
+# invalid values of the hyperparameters many methods share
+BAD_VALUES = {"epochs": "-1", "lr": "-1", "batch_size": "0"}
+
+
+def _quick(method: str) -> dict[str, str]:
+    """One epoch where the method has epochs (a CLI-style string: it must arrive as an int)."""
+    return {"epochs": "1"} if "epochs" in METHODS.get(method).defaults else {}
+
+
+@pytest.fixture
+def prepared(
+    request: pytest.FixtureRequest,
+    original: LoadedModel,
+    logged_original: LoadedModel,
+    sisa_original: LoadedModel,
+) -> Callable[[str], LoadedModel]:
+    """The original each method works on: with an update log or a SISA bundle if it needs one."""
+    special = {"amnesiac": logged_original, "sisa": sisa_original}
+    return lambda method: special.get(method, original)
 
 
 def _run(method: str, original: LoadedModel, dataset: Dataset, splits: Splits) -> UnlearnResult:
-    return unlearn(method, original, dataset, splits, hyperparameters=QUICK, seed=0)
+    return unlearn(method, original, dataset, splits, hyperparameters=_quick(method), seed=0)
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_returns_a_new_model_and_records_the_run(
-    method: str, original: LoadedModel, digits: Dataset, class_splits: Splits
+    method: str, prepared: Callable[[str], LoadedModel], digits: Dataset, class_splits: Splits
 ) -> None:
+    original = prepared(method)
     before = {k: v.clone() for k, v in original.module.state_dict().items()}
 
     result = _run(method, original, digits, class_splits)
@@ -46,8 +74,8 @@ def test_returns_a_new_model_and_records_the_run(
     assert model.normalization == original.normalization
     # hyperparameters: the defaults with the override, converted to the default's type
     spec = METHODS.get(method)
-    assert result.hyperparameters == {**spec.defaults, "epochs": 1}
-    assert type(result.hyperparameters["epochs"]) is int
+    assert result.hyperparameters == {**spec.defaults, **{k: 1 for k in _quick(method)}}
+    assert all(type(result.hyperparameters[k]) is int for k in _quick(method))
     # info: the original's, plus the record the efficiency check reads
     record = model.info.extra["unlearning"]
     assert record == {
@@ -67,8 +95,9 @@ def test_returns_a_new_model_and_records_the_run(
 
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_deterministic_under_the_seed(
-    method: str, original: LoadedModel, digits: Dataset, sample_splits: Splits
+    method: str, prepared: Callable[[str], LoadedModel], digits: Dataset, sample_splits: Splits
 ) -> None:
+    original = prepared(method)
     first = _run(method, original, digits, sample_splits)
     second = _run(method, original, digits, sample_splits)
     assert first.model.fingerprint == second.model.fingerprint
@@ -83,18 +112,29 @@ def test_unknown_hyperparameter(
         unlearn(method, original, digits, class_splits, hyperparameters={"nope": "1"})
 
 
-@pytest.mark.parametrize("method", ALL_METHODS)
-@pytest.mark.parametrize(("key", "value"), [("epochs", "0"), ("lr", "-1"), ("batch_size", "0")])
+@pytest.mark.parametrize(
+    ("method", "key"),
+    [(m, k) for m in ALL_METHODS for k in BAD_VALUES if k in METHODS.get(m).defaults],
+)
 def test_bad_shared_hyperparameters(
     method: str,
     key: str,
-    value: str,
-    original: LoadedModel,
+    prepared: Callable[[str], LoadedModel],
     digits: Dataset,
     class_splits: Splits,
 ) -> None:
     with pytest.raises(ConfigError, match=rf"^`{key}` must be"):
-        unlearn(method, original, digits, class_splits, hyperparameters={key: value})
+        unlearn(
+            method, prepared(method), digits, class_splits, hyperparameters={key: BAD_VALUES[key]}
+        )
+
+
+@pytest.mark.parametrize(("method", "option"), sorted(PREREQUISITES.items()))
+def test_missing_prerequisite_names_the_training_option(
+    method: str, option: str, original: LoadedModel, digits: Dataset, class_splits: Splits
+) -> None:
+    with pytest.raises(ConfigError, match=f"needs .*{option}"):
+        unlearn(method, original, digits, class_splits)
 
 
 def test_saved_result_keeps_the_record(
@@ -108,24 +148,28 @@ def test_saved_result_keeps_the_record(
     assert loaded.info.extra["unlearning"] == result.model.info.extra["unlearning"]
 
 
-# What pyproject.toml declares under [project.entry-points."unlearn_audit.methods"]: the core
-# (CLI) finds the bundled methods there, since it may not import this package.
-ENTRY_POINTS = {
-    "finetune": "methods.finetune:finetune",
-    "neggrad": "methods.neggrad:neggrad",
-    "neggrad-plus": "methods.neggrad:neggrad_plus",
-    "random-labels": "methods.random_labels:random_labels",
-}
+def _entry_points() -> dict[str, str]:
+    """What pyproject.toml declares under [project.entry-points."unlearn_audit.methods"]: the
+    core (CLI) finds the bundled methods there, since it may not import this package."""
+    with open(Path(__file__).parents[2] / "pyproject.toml", "rb") as handle:
+        project = tomllib.load(handle)["project"]
+    return dict(project["entry-points"]["unlearn_audit.methods"])
 
 
-@pytest.mark.parametrize(("name", "target"), sorted(ENTRY_POINTS.items()))
+@pytest.mark.parametrize(("name", "target"), sorted(_entry_points().items()))
 def test_entry_point_targets_are_the_specs(name: str, target: str) -> None:
     module, _, attr = target.partition(":")
     assert getattr(importlib.import_module(module), attr) is METHODS.get(name)
 
 
 def test_every_method_has_an_entry_point() -> None:
-    assert sorted(ENTRY_POINTS) == ALL_METHODS
+    assert sorted(_entry_points()) == ALL_METHODS
+
+
+def test_the_core_finds_every_bundled_method() -> None:
+    """The CLI's registry (entry points only) lists the same methods as this package."""
+    assert METHOD_PLUGINS.names() == ALL_METHODS
+    assert all(METHOD_PLUGINS.get(name) is METHODS.get(name) for name in ALL_METHODS)
 
 
 def test_apply_is_what_entry_point_consumers_call(

@@ -117,9 +117,15 @@ def test_comparison_report(result: AuditResult) -> None:
     for claim in CLAIMS:
         assert f"<th>{claim}</th>" in html
     assert html.count('src="data:image/png;base64,') == 2  # accuracy and LiRA ROC figures
+    assert "†" not in html
+    # another original on the same request (a SISA ensemble) is compared, and marked
+    sisa = AuditResult.from_dict(result.to_dict_json())
+    sisa.models["original"]["fingerprint"] = "0" * 16
+    marked = render_comparison({"a": result, "sisa": sisa}, figures=False)
+    assert "sisa †" in marked and "sisa (original <code>0000000000000000</code>)" in marked
     stranger = AuditResult.from_dict(result.to_dict_json())
-    stranger.models["original"]["fingerprint"] = "0" * 16
-    with pytest.raises(ConfigError, match="another original or request"):
+    stranger.request["fingerprints"] = {"forget": "0" * 16}
+    with pytest.raises(ConfigError, match="another request or dataset"):
         render_comparison({"a": result, "b": stranger})
     with pytest.raises(ConfigError, match="at least one"):
         render_comparison({})

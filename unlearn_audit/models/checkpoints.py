@@ -196,7 +196,14 @@ def _listing(names: list[str], limit: int = 6) -> str:
 def load_state_into(
     net: nn.Module, state: dict[str, torch.Tensor], *, source: str, arch: str
 ) -> None:
-    """Load ``state`` into ``net`` strictly, with one clear error for any mismatch."""
+    """Load ``state`` into ``net`` strictly, with one clear error for any mismatch.
+
+    A network whose buffers are sized by its data (the SISA ensemble's member lists) defines
+    ``prepare_state(state)``, which resizes them first.
+    """
+    prepare = getattr(net, "prepare_state", None)
+    if callable(prepare):
+        prepare(_strip_prefixes(state, set(net.state_dict())))
     expected = net.state_dict()
     state = _strip_prefixes(state, set(expected))
     missing = sorted(set(expected) - set(state))

@@ -255,3 +255,7 @@ def build_model(
         return _call_factory(_import_factory(arch), arch, num_classes, input_shape, kwargs)
     factory = ARCHS.get(arch)
     return _call_factory(factory, arch, num_classes, input_shape, kwargs)
+
+
+# registers the `sisa` ensemble; imported last because it builds its shards with build_model
+from unlearn_audit.models import ensemble as _ensemble  # noqa: E402, F401

@@ -39,18 +39,19 @@ def _dig(data: Any, path: tuple[str, ...]) -> Any:
 
 
 def _check_same_audit(results: Mapping[str, AuditResult]) -> None:
+    """Every result must audit the same request on the same data (originals may differ)."""
     if not results:
         raise ConfigError("a comparison needs at least one audit result.")
     first = next(iter(results.values()))
     for name, result in results.items():
         same = (
-            result.models["original"]["fingerprint"] == first.models["original"]["fingerprint"]
-            and result.request["fingerprints"] == first.request["fingerprints"]
+            result.request["fingerprints"] == first.request["fingerprints"]
+            and result.dataset["fingerprint"] == first.dataset["fingerprint"]
         )
         if not same:
             raise ConfigError(
-                f"result {name!r} audits another original or request than the first one; "
-                "compare only audits of the same original and request."
+                f"result {name!r} audits another request or dataset than the first one; "
+                "compare only audits of the same request."
             )
 
 
@@ -124,7 +125,8 @@ def render_comparison(
     """HTML comparing ``results`` (name -> result of one unlearned model).
 
     Args:
-        results: Audits of the same original and request.
+        results: Audits of the same request, normally of the same original; a model
+            audited against another original (a SISA ensemble, say) is marked as such.
         links: Optional relative links to each model's own report.
         figures: Draw the comparison figures (golden tests turn them off).
     """
@@ -146,6 +148,7 @@ def render_comparison(
         rows.append(
             {
                 "name": name,
+                "original": result.models["original"]["fingerprint"],
                 "link": (links or {}).get(name),
                 "cells": cells,
                 "numbers": numbers,
@@ -159,12 +162,15 @@ def render_comparison(
             if figure is not None:
                 images.append(to_png_data_uri(figure))
     first = next(iter(results.values()))
+    main_original = first.models["original"]["fingerprint"]
+    others = {row["name"]: row["original"] for row in rows if row["original"] != main_original}
     return (
         _environment()
         .get_template("compare.html.j2")
         .render(
             title=f"Unlearning methods compared: {first.request['description']}",
             first=first,
+            other_originals=others,
             claims=list(CLAIMS),
             key_numbers=[k for k, _, _ in KEY_NUMBERS],
             rows=rows,
