@@ -74,6 +74,7 @@ def test_html_escapes_what_it_shows(result: AuditResult) -> None:
 
 def test_pdf_has_the_same_sections(result: AuditResult, tmp_path: Path) -> None:
     import pypdf  # a test dependency: the PDF must be checked, never skipped
+
     files = write_report(result, tmp_path)
     assert files.pdf is not None, files.pdf_error
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(files.pdf).pages)
