@@ -11,11 +11,17 @@ unlearn_audit's public API; the audit core never imports this package.
 from methods import (  # noqa: F401
     amnesiac,
     finetune,
+    fisher_forgetting,
+    fisher_masking,
+    lightweight,
     neggrad,
     perturbation,
     random_labels,
     retrain,
+    salun,
+    scrub,
     sisa,
+    ssd,
 )
 from methods.base import (
     METHODS,

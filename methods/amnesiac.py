@@ -17,15 +17,13 @@ from typing import cast
 import numpy as np
 import torch
 
-from methods.base import register_method
+from methods.base import register_method, sgd_recipe, train_on
 from methods.perturbation import recalibrate_batchnorm
-from unlearn_audit._validation import check_positive_int
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, fit
 from unlearn_audit.update_log import UpdateLog, load_update_log, update_log_path
 
 NO_LOG = (
@@ -121,15 +119,13 @@ def amnesiac(
         ConfigError: No log, a log of another model, or forgotten ids that the log's
             candidate list did not cover (their steps were not kept).
     """
-    epochs = check_positive_int(epochs, "epochs", minimum=0)
-    recipe = Recipe(
-        optimizer="sgd",
+    recipe = sgd_recipe(
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule="constant",
+        min_epochs=0,
     )
     log = find_update_log(original, update_log)
     if log.candidates is not None and not np.isin(splits.forget, log.candidates).all():
@@ -151,9 +147,9 @@ def amnesiac(
         for name, delta in deltas.items():
             params[name].sub_(delta.to(params[name].dtype))
     recalibrate_batchnorm(model, dataset, splits.retain, batch_size)
-    if epochs == 0:
+    if recipe.epochs == 0:
         return cast(Classifier, model)
-    result = fit(
+    return train_on(
         model,
         dataset,
         splits.retain,
@@ -163,4 +159,3 @@ def amnesiac(
         progress=progress,
         desc="unlearn amnesiac",
     )
-    return cast(Classifier, result.model)

@@ -26,9 +26,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import numpy as np
 import torch
+from torch import nn
 
 from unlearn_audit._validation import check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
@@ -37,7 +39,7 @@ from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, wrap_model
 from unlearn_audit.models.layers import Classifier, model_fingerprint
 from unlearn_audit.registry import Registry
-from unlearn_audit.train import resolve_device
+from unlearn_audit.train import Recipe, fit, resolve_device
 
 Scope = Literal["class", "sample"]
 SCOPES: tuple[Scope, ...] = ("class", "sample")
@@ -354,3 +356,47 @@ def _apply(
     info = replace(original.info, extra={**original.info.extra, "unlearning": record})
     model = wrap_model(trained.net.to("cpu"), info, original.normalization)
     return UnlearnResult(model=model, seconds=seconds, hyperparameters=dict(values))
+
+
+def sgd_recipe(
+    *,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    momentum: float,
+    weight_decay: float,
+    min_epochs: int = 1,
+) -> Recipe:
+    """The constant-learning-rate SGD recipe most methods train with; validates each value.
+
+    Raises:
+        ConfigError: ``epochs`` below ``min_epochs``, ``lr`` not positive, ``batch_size`` < 1,
+            a negative momentum or weight decay.
+    """
+    return Recipe(
+        optimizer="sgd",
+        lr=lr,
+        epochs=check_positive_int(epochs, "epochs", minimum=min_epochs),
+        batch_size=batch_size,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule="constant",
+    )
+
+
+def train_on(
+    model: nn.Module,
+    dataset: Dataset,
+    ids: np.ndarray,
+    recipe: Recipe,
+    *,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+    desc: str,
+) -> Classifier:
+    """Train a copy of ``model`` on ``ids`` with plain cross-entropy (fine-tuning, repairs)."""
+    result = fit(
+        model, dataset, ids, recipe, seed=seed, device=device, progress=progress, desc=desc
+    )
+    return cast(Classifier, result.model)

@@ -7,17 +7,13 @@ the usual baseline and the "repair" stage of many other methods (METHODS.md sect
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 
-from methods.base import register_method
-from unlearn_audit._validation import check_positive_int
+from methods.base import register_method, sgd_recipe, train_on
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, fit
 
 
 @register_method(
@@ -68,16 +64,14 @@ def finetune(
     Returns:
         The fine-tuned copy.
     """
-    recipe = Recipe(
-        optimizer="sgd",
+    recipe = sgd_recipe(
         lr=lr,
-        epochs=check_positive_int(epochs, "epochs"),
+        epochs=epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule="constant",
     )
-    result = fit(
+    return train_on(
         original.module,
         dataset,
         splits.retain,
@@ -87,4 +81,3 @@ def finetune(
         progress=progress,
         desc="unlearn finetune",
     )
-    return cast(Classifier, result.model)

@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import register_method, request_scope
+from methods.base import register_method, request_scope, sgd_recipe
 from unlearn_audit._validation import check_fraction, check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, StepState, accuracy, fit
+from unlearn_audit.train import StepState, accuracy, fit
 
 _PAPER_GA = (
     "NegGrad of Golatkar, Achille & Soatto, CVPR 2020; settings of Unlearn-Sparse (Jia et al., "
@@ -143,14 +143,12 @@ def neggrad(
         The trained copy.
     """
     ceiling = _check_ceiling(max_forget_loss)
-    recipe = Recipe(
-        optimizer="sgd",
+    recipe = sgd_recipe(
         lr=lr,
-        epochs=check_positive_int(epochs, "epochs"),
+        epochs=epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule="constant",
     )
     target = forget_target(original, dataset, splits) if early_stop else None
     steps_per_epoch = math.ceil(len(splits.forget) / recipe.batch_size)
@@ -259,14 +257,12 @@ def neggrad_plus(
     """
     weight = check_fraction(alpha, "alpha", inclusive=True)
     ceiling = _check_ceiling(max_forget_loss)
-    recipe = Recipe(
-        optimizer="sgd",
+    recipe = sgd_recipe(
         lr=lr,
-        epochs=check_positive_int(epochs, "epochs"),
+        epochs=epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule="constant",
     )
     check_positive_int(forget_batch_size, "forget_batch_size")
     # a generator of its own, so the forget draws never shift the retain shuffles

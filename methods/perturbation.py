@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.base import register_method
-from unlearn_audit._validation import check_positive_int, fail
+from methods.base import register_method, sgd_recipe
+from unlearn_audit._validation import fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, fit, model_device
+from unlearn_audit.train import fit, model_device
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -143,14 +143,12 @@ def random_perturbation(
     """
     if not math.isfinite(beta) or not 0 < beta <= 10:
         raise fail("beta", "a number in (0, 10]", beta, "The survey's example is 0.7.")
-    recipe = Recipe(
-        optimizer="sgd",
+    recipe = sgd_recipe(
         lr=lr,
-        epochs=check_positive_int(epochs, "epochs"),
+        epochs=epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule="constant",
     )
     noisy = perturb_weights(
         copy.deepcopy(original.module), beta, generator=torch.Generator().manual_seed(seed)

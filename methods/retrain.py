@@ -7,6 +7,7 @@ method too (for timing, or to check the audit against a known-good answer).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from methods.base import register_method
@@ -71,26 +72,52 @@ def retrain(
     Raises:
         ConfigError: The original has no recorded architecture (TorchScript or pickle).
     """
-    info = original.info
-    if info.arch is None:
-        raise ConfigError(
-            "retrain needs an architecture to rebuild, but the original was loaded from "
-            "TorchScript or a pickle; save its state_dict and load that with --arch NAME."
-        )
     recipe = original_recipe(original, dataset)
     if check_positive_int(epochs, "epochs", minimum=0):
         recipe = recipe.with_options(epochs=epochs)
     # the audit trains its references with train_classifier too: same seed, same network
     # (and a SISA original is retrained as a SISA ensemble)
-    retrained = train_classifier(
+    return train_like(
+        original, dataset, splits.retain, recipe, seed=seed, device=device, progress=progress
+    )
+
+
+def train_like(
+    original: LoadedModel,
+    dataset: Dataset,
+    ids: np.ndarray,
+    recipe: Recipe,
+    *,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+    role: str = "retrained",
+    method: str = "retrain",
+) -> Classifier:
+    """A fresh network of ``original``'s architecture and normalisation, trained on ``ids``.
+
+    Built and trained by :func:`~unlearn_audit.train.train_classifier` under ``seed``, as the
+    audit builds its references.
+
+    Raises:
+        ConfigError: The original has no recorded architecture (TorchScript or pickle).
+    """
+    info = original.info
+    if info.arch is None:
+        raise ConfigError(
+            f"{method} needs an architecture to rebuild, but the original was loaded from "
+            "TorchScript or a pickle; save its state_dict and load that with --arch NAME."
+        )
+    trained = train_classifier(
         dataset,
         arch=info.arch,
         arch_kwargs=info.arch_kwargs,
         recipe=recipe,
-        member_ids=splits.retain,
+        member_ids=ids,
         seed=seed,
         device=device,
         normalization=original.normalization,
         progress=progress,
+        role=role,
     )
-    return retrained.module
+    return trained.module

@@ -189,6 +189,27 @@ def test_demo_writes_per_method_and_comparison_reports(
     assert "sisa</a> †" in comparison
 
 
+def test_demo_with_a_random_request(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from unlearn_audit.registry import METHOD_PLUGINS
+    from unlearn_audit.results import AuditResult
+
+    argv = ["demo", "--forget-random", "0.05", "--profile", "quick", "--out-dir", "out"]
+    assert main([*argv, "--cache-dir", "cache", "--quiet", "--no-pdf", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    names = {row["model"] for row in summary["models"]}
+    sample_methods = {n for n, spec in METHOD_PLUGINS.items() if "sample" in spec.scope}
+    assert names == {"no-unlearning", *sample_methods}
+    result = AuditResult.load(workdir / "out" / "retrain" / "result.json")
+    assert result.request["request"]["kind"] == "random"
+    assert result.request["sizes"]["forget"] == 50
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--forget-class", "3", "--forget-random", "0.1"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def summary_original(workdir: Path, name: str) -> str:
     """The original the demo audited ``name`` against: its own if it saved one (sisa)."""
     own = workdir / "out" / name / "original.safetensors"

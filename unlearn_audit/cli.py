@@ -346,11 +346,25 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the whole product on the embedded digits dataset",
         description="Train (or load) a small CNN on digits, run every bundled method that "
-        "forgets a class, audit each against the same references and shadow bank, and write "
-        "per-method reports and a comparison report.",
+        "handles the request, audit each against the same references and shadow bank, and "
+        "write per-method reports and a comparison report.",
     )
-    demo.add_argument("--forget-class", default="3", help="class the demo forgets (default: 3)")
+    demo_request = demo.add_mutually_exclusive_group()
+    demo_request.add_argument(
+        "--forget-class", help="class the demo forgets (the default request: class 3)"
+    )
+    demo_request.add_argument(
+        "--forget-random",
+        metavar="AMOUNT",
+        help="forget a random fraction (0.05) or count (50) of the members instead",
+    )
     demo.add_argument("--out-dir", default="reports/demo", help="default: reports/demo")
+    demo.add_argument(
+        "--profile",
+        default="standard",
+        choices=("quick", "standard", "full"),
+        help="audit profile (default: standard; quick trains no references or shadows)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of methods and audits")
     demo.add_argument("--no-pdf", action="store_true", help="HTML reports only")
     _add_runtime_options(demo)

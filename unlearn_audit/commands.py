@@ -480,7 +480,7 @@ def cmd_archs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Train (or load) an original on digits, run every bundled method that fits the request,
+    """Train (or load) an original on digits, run every method that handles the request,
     audit each against the same references and shadow bank (sisa: against its own SISA
     original), and write the reports."""
     from tqdm.auto import tqdm
@@ -500,7 +500,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     store = Store(args.cache_dir)
     dataset = load_dataset("digits")
-    splits = make_splits(dataset, ForgetRequest.classes(args.forget_class))
+    if args.forget_random is not None:
+        request = ForgetRequest.random(args.forget_random, seed=args.seed)
+    else:
+        request = ForgetRequest.classes(args.forget_class or "3")
+    splits = make_splits(dataset, request)
+    scope = "class" if request.kind == "class" else "sample"
     start = time.perf_counter()
     # the update log that `amnesiac` needs (logging leaves the training as it is)
     recorder = UpdateRecorder()
@@ -519,7 +524,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     subjects: dict[str, Any] = {"no-unlearning": original}
-    methods = [(n, s) for n, s in METHOD_PLUGINS.items() if "class" in s.scope]
+    methods = [(n, s) for n, s in METHOD_PLUGINS.items() if scope in s.scope]
     with tempfile.TemporaryDirectory() as folder:
         assert recorder.log is not None
         log = save_update_log(recorder.log, Path(folder) / "original.updates.safetensors")
@@ -544,6 +549,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             unlearned=model,
             dataset=dataset,
             request=splits,
+            profile=args.profile,
             store=store,
             seed=args.seed,
             device=str(device),

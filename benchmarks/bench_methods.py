@@ -1,0 +1,90 @@
+"""Every bundled method on digits: accuracy, verdicts and wall time against retrain.
+
+Runs the demo (``unlearn-audit demo``) for a class request and for a random-sample request,
+reads each model's audit result and prints, per method: forget / retain / test accuracy, the
+verdict of each claim, the method's wall time and its ratio to retrain's. Ends with one JSON
+line holding all of it.
+
+    python benchmarks/bench_methods.py [--forget-class 3] [--forget-random 0.05] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from unlearn_audit.results import AuditResult
+
+SPLITS = ("forget", "retain", "test")
+
+
+def _row(result: AuditResult) -> dict[str, Any]:
+    accuracy = result.checks["accuracy"].metrics["accuracy"]
+    efficiency = result.checks.get("efficiency")
+    seconds = efficiency.metrics.get("unlearning_seconds") if efficiency is not None else None
+    return {
+        **{s: accuracy[s]["unlearned"]["value"] for s in SPLITS},
+        "verdicts": {v.claim: v.status for v in result.verdicts},
+        "seconds": seconds,
+    }
+
+
+def run_demo(request: list[str], out: Path, cache: Path) -> dict[str, dict[str, Any]]:
+    """Run the demo for ``request`` and read back every model's row."""
+    command = [
+        sys.executable, "-m", "unlearn_audit", "demo", *request,
+        "--out-dir", str(out), "--cache-dir", str(cache), "--quiet", "--no-pdf", "--json",
+    ]  # fmt: skip
+    summary = json.loads(subprocess.run(command, check=True, capture_output=True).stdout)
+    return {
+        row["model"]: _row(AuditResult.load(out / row["model"] / "result.json"))
+        for row in summary["models"]
+    }
+
+
+def _print(title: str, rows: dict[str, dict[str, Any]]) -> None:
+    retrain = rows.get("retrain", {}).get("seconds")
+    claims = list(next(iter(rows.values()))["verdicts"])
+    width = max(len(name) for name in rows)
+    print(f"\n{title}")
+    header = f"  {'model':{width}}  forget retain   test  seconds  x retrain  "
+    print(header + "  ".join(c[:10] for c in claims))
+    for name, row in rows.items():
+        seconds = row["seconds"]
+        ratio = f"{seconds / retrain:9.3f}" if seconds is not None and retrain else f"{'—':>9}"
+        shown = f"{seconds:8.2f}" if seconds is not None else f"{'—':>8}"
+        verdicts = "  ".join(f"{row['verdicts'][c]:10}"[: max(len(c[:10]), 4)] for c in claims)
+        print(
+            f"  {name:{width}}  {row['forget']:6.3f} {row['retain']:6.3f} {row['test']:6.3f} "
+            f"{shown}  {ratio}  {verdicts}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--forget-class", default="3")
+    parser.add_argument("--forget-random", default="0.05")
+    parser.add_argument("--out", help="keep the reports here (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(args.out or scratch)
+        requests = {
+            f"forget class {args.forget_class}": ["--forget-class", args.forget_class],
+            f"forget random {args.forget_random}": ["--forget-random", args.forget_random],
+        }
+        tables = {
+            title: run_demo(request, root / f"request-{i}", root / "cache")
+            for i, (title, request) in enumerate(requests.items())
+        }
+    for title, rows in tables.items():
+        _print(title, rows)
+    print(json.dumps({"dataset": "digits", "arch": "small-cnn", "requests": tables}))
+
+
+if __name__ == "__main__":
+    main()
