@@ -95,13 +95,37 @@ def test_returns_a_new_model_and_records_the_run(
 
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_deterministic_under_the_seed(
-    method: str, prepared: Callable[[str], LoadedModel], digits: Dataset, sample_splits: Splits
+    method: str,
+    prepared: Callable[[str], LoadedModel],
+    digits: Dataset,
+    class_splits: Splits,
+    sample_splits: Splits,
 ) -> None:
     original = prepared(method)
-    first = _run(method, original, digits, sample_splits)
-    second = _run(method, original, digits, sample_splits)
+    # a sample request where the method takes one (the harder case for seeding), else a class
+    splits = sample_splits if "sample" in METHODS.get(method).scope else class_splits
+    first = _run(method, original, digits, splits)
+    second = _run(method, original, digits, splits)
     assert first.model.fingerprint == second.model.fingerprint
     assert first.model.fingerprint != original.fingerprint
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_scope_is_declared_and_enforced(
+    method: str,
+    prepared: Callable[[str], LoadedModel],
+    digits: Dataset,
+    class_splits: Splits,
+    sample_splits: Splits,
+) -> None:
+    scope = METHODS.get(method).scope
+    assert scope and set(scope) <= {"class", "sample"}
+    if "sample" not in scope:
+        with pytest.raises(ConfigError, match=r"supports only class requests.*sample request"):
+            unlearn(method, prepared(method), digits, sample_splits, hyperparameters=_quick(method))
+    if "class" not in scope:
+        with pytest.raises(ConfigError, match=r"supports only sample requests.*class request"):
+            unlearn(method, prepared(method), digits, class_splits, hyperparameters=_quick(method))
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
