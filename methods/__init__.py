@@ -22,6 +22,8 @@ from methods import (  # noqa: F401
     scrub,
     sisa,
     ssd,
+    teachers,
+    two_stage,
 )
 from methods.base import (
     METHODS,
