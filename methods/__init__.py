@@ -24,6 +24,8 @@ from methods import (  # noqa: F401
     ssd,
     teachers,
     two_stage,
+    unsir,
+    usifr,
 )
 from methods.base import (
     METHODS,
