@@ -5,7 +5,10 @@ reads each model's audit result and prints, per method: forget / retain / test a
 verdict of each claim, the method's wall time and its ratio to retrain's. Ends with one JSON
 line holding all of it.
 
-    python benchmarks/bench_methods.py [--forget-class 3] [--forget-random 0.05] [--out DIR]
+    python benchmarks/bench_methods.py [--forget-class 3 ...] [--forget-random 0.05 ...] [--out DIR]
+
+Each option may be given more than once (``--forget-class 3 --forget-class 1,3,8``); each
+request runs the demo once. Defaults: class 3 and a 5% random request.
 """
 
 from __future__ import annotations
@@ -67,15 +70,17 @@ def _print(title: str, rows: dict[str, dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--forget-class", default="3")
-    parser.add_argument("--forget-random", default="0.05")
+    parser.add_argument("--forget-class", action="append", help="class(es), e.g. 3 or 1,3,8")
+    parser.add_argument("--forget-random", action="append", help="fraction or count")
     parser.add_argument("--out", help="keep the reports here (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.out or scratch)
+        if not args.forget_class and not args.forget_random:
+            args.forget_class, args.forget_random = ["3"], ["0.05"]
         requests = {
-            f"forget class {args.forget_class}": ["--forget-class", args.forget_class],
-            f"forget random {args.forget_random}": ["--forget-random", args.forget_random],
+            **{f"forget class {c}": ["--forget-class", c] for c in args.forget_class or []},
+            **{f"forget random {r}": ["--forget-random", r] for r in args.forget_random or []},
         }
         tables = {
             title: run_demo(request, root / f"request-{i}", root / "cache")

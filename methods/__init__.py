@@ -10,6 +10,7 @@ unlearn_audit's public API; the audit core never imports this package.
 # each module registers its methods on import
 from methods import (  # noqa: F401
     amnesiac,
+    erm_ktp,
     finetune,
     fisher_forgetting,
     fisher_masking,

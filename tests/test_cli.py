@@ -187,6 +187,11 @@ def test_demo_writes_per_method_and_comparison_reports(
     # sisa unlearns a SISA ensemble: its own original, marked in the comparison
     assert (workdir / "out" / "sisa" / "original.safetensors").is_file()
     assert "sisa</a> †" in comparison
+    # erm-ktp unlearns an original trained with the ERM mask layer: its own too
+    if "erm-ktp" in names:
+        own = load_checkpoint(workdir / "out" / "erm-ktp" / "original.safetensors")
+        assert own.info.arch == "erm"
+        assert "erm-ktp</a> †" in comparison
 
 
 def test_demo_with_a_random_request(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -602,3 +607,57 @@ def test_methods_describes_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert row["name"] == "sisa" and row["defaults"] == {} and "shards" in row["description"]
     assert main(["methods", "amnesic"]) == 1
     assert "Did you mean 'amnesiac'" in capsys.readouterr().err
+
+
+def test_train_erm_and_unlearn_with_erm_ktp(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--erm at training time (the digits recipe), then `unlearn` with erm-ktp."""
+    from unlearn_audit.checks.representation import erm_mask
+
+    assert main(["train", "--erm", "--out", "e.safetensors", "--quiet", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "trained small-cnn with the ERM mask layer on digits" in out
+    assert "ERM mask G (10 classes x 64 channels): CSI" in out and "warning" not in out
+    model = load_checkpoint(workdir / "e.safetensors")
+    assert model.info.arch == "erm" and model.info.arch_kwargs == {
+        "base": "small-cnn",
+        "base_kwargs": {},
+    }
+    g = erm_mask(model)
+    assert g is not None and g.shape == (10, 64)
+    unlearn = ["unlearn", "--forget-class", "3,5", "--quiet", "--out", "u.safetensors"]
+    assert main([*unlearn, "--original", "e.safetensors", "--method", "erm-ktp"]) == 0
+    unlearned = erm_mask(load_checkpoint(workdir / "u.safetensors"))
+    assert unlearned is not None and not unlearned[[3, 5]].any()
+    capsys.readouterr()
+    # a plain original: one line naming the training option
+    assert main(["train", "--out", "m.safetensors", *QUICK, "--no-cache"]) == 0
+    capsys.readouterr()
+    assert main([*unlearn, "--original", "m.safetensors", "--method", "erm-ktp"]) == 1
+    err = capsys.readouterr().err
+    assert "(unlearn-audit train --erm)" in err and err.count("\n") == 1
+    # too short a run leaves G dense: said at training time
+    assert main(["train", "--erm", "--out", "d.safetensors", *QUICK, "--no-cache"]) == 0
+    assert "warning: G is still dense" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--erm", "--sisa-shards", "2"], "drop one of --erm and --sisa-shards"),
+        (["--erm", "--log-updates"], "drop one of --log-updates and --erm"),
+        (["--erm", "--arch", "mlp"], "`--erm` needs a CNN whose last conv stage"),
+        (["--erm", "--arch", "erm"], "`--arch` names the CNN the mask layer follows"),
+        (["--erm-lambda", "0.5"], "`--erm-lambda` needs --erm"),
+        (["--erm", "--erm-lambda", "-1"], "`--erm-lambda` must be a number >= 0"),
+        (["--erm", "--erm-period", "1"], "`--erm-period` must be an integer >= 2"),
+    ],
+)
+def test_train_erm_errors(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main(["train", "--out", "x.safetensors", *argv, *QUICK, "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (workdir / "x.safetensors").exists()

@@ -206,7 +206,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_recipe_options(train)
     structure = train.add_argument_group(
-        "training-time structures", "what the methods `sisa` and `amnesiac` unlearn with"
+        "training-time structures", "what the methods `sisa`, `amnesiac` and `erm-ktp` unlearn with"
+    )
+    structure.add_argument(
+        "--erm",
+        action="store_true",
+        help="add the entanglement-reduced mask layer G after the last conv stage of --arch "
+        "and train by alternating the standard and mask paths (ERM-KTP); G is stored in the "
+        "checkpoint",
+    )
+    structure.add_argument(
+        "--erm-lambda",
+        type=float,
+        metavar="L",
+        help="with --erm, weight of the mask penalty (L1 budget + row orthogonality; default 0.2)",
+    )
+    structure.add_argument(
+        "--erm-period",
+        type=int,
+        metavar="P",
+        help="with --erm, one epoch in P takes the mask path (default 3)",
     )
     structure.add_argument(
         "--sisa-shards",

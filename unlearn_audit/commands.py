@@ -127,7 +127,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_path = save_update_log(recorder.log, update_log_path(out))
     save_checkpoint(model, out)
     what = args.arch
-    if arch != args.arch:
+    if arch == "erm":
+        what = f"{args.arch} with the ERM mask layer"
+    elif arch != args.arch:
         what = (
             f"sisa ({arch_kwargs['shards']} shards x {arch_kwargs['slices']} "
             f"slice{'s' if arch_kwargs['slices'] != 1 else ''} of {args.arch})"
@@ -136,6 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {what} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
         f"in {seconds:.1f} s"
     )
+    if arch == "erm":
+        print(_erm_summary(model))
     if recorder is not None and recorder.log is not None:
         size = recorder.log.deltas.numel() * 4 / 1e6
         print(f"update log: {len(recorder.log.steps)} steps kept ({size:.1f} MB) in {log_path}")
@@ -153,9 +157,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erm_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ERM training settings of --erm (``None`` without it)."""
+    if not args.erm:
+        for flag, value in (("--erm-lambda", args.erm_lambda), ("--erm-period", args.erm_period)):
+            if value is not None:
+                raise ConfigError(f"`{flag}` needs --erm (train with the ERM mask layer).")
+        return None
+    if args.sisa_shards is not None:
+        raise ConfigError(
+            "--erm trains one network with the mask layer, but a SISA ensemble unlearns by "
+            "retraining shards; drop one of --erm and --sisa-shards."
+        )
+    if args.log_updates:
+        raise ConfigError(
+            "--log-updates records plain training steps, but an ERM model is trained by "
+            "alternating paths and unlearns with erm-ktp; drop one of --log-updates and --erm."
+        )
+    if args.arch in ("erm", "sisa"):
+        raise ConfigError(
+            "`--arch` names the CNN the mask layer follows with --erm, e.g. small-cnn."
+        )
+    if args.erm_lambda is not None and not args.erm_lambda >= 0:
+        raise ConfigError(f"`--erm-lambda` must be a number >= 0; got {args.erm_lambda!r}.")
+    if args.erm_period is not None and args.erm_period < 2:
+        raise ConfigError(f"`--erm-period` must be an integer >= 2; got {args.erm_period!r}.")
+    settings = {"lambda_reg": args.erm_lambda, "period": args.erm_period}
+    return {k: v for k, v in settings.items() if v is not None}
+
+
 def _train_arch(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """``--arch`` and its arguments, wrapped in a SISA ensemble with --sisa-shards."""
+    """``--arch`` and its arguments, wrapped in a SISA ensemble with --sisa-shards, or in an
+    ERM network with --erm."""
     kwargs = _json_dict(args.arch_kwargs, "--arch-kwargs")
+    erm = _erm_kwargs(args)
+    if erm is not None:
+        return "erm", {"base": args.arch, "base_kwargs": kwargs, **erm}
     if args.sisa_shards is None:
         if args.sisa_slices is not None:
             raise ConfigError("`--sisa-slices` needs --sisa-shards S (the number of shards).")
@@ -188,6 +225,33 @@ def _update_recorder(args: argparse.Namespace, dataset: Any) -> Any:
             dataset, read_id_file(args.log_candidates, what="candidate ids")
         )
     return UpdateRecorder(candidates)
+
+
+def _erm_summary(model: Any) -> str:
+    """One line on the mask G of an ERM model: its shape, CSI and L1-density (seed 000)."""
+    from unlearn_audit.checks.representation import erm_mask
+    from unlearn_audit.functional.representation import csi, l1_density
+
+    g = erm_mask(model)
+    assert g is not None
+    total, mean = csi(g) if g.shape[0] > 1 else (0.0, 0.0)
+    density = l1_density(g)
+    line = (
+        f"ERM mask G ({g.shape[0]} classes x {g.shape[1]} channels): CSI {total:.2f} "
+        f"(mean over pairs {mean:.3f}), L1-density {density:.3f}"
+    )
+    empty = [str(c) for c in range(g.shape[0]) if not g[c].any()]
+    if density > 0.5:
+        line += (
+            "\nwarning: G is still dense, so erm-ktp would switch off most channels; raise "
+            "--erm-lambda or train longer."
+        )
+    if empty:
+        line += (
+            f"\nwarning: class(es) {', '.join(empty)} hold no channel of G, so erm-ktp can only "
+            "mask their outputs; lower --erm-lambda or use a wider network."
+        )
+    return line
 
 
 def _attack_success(model: Any, dataset: Any, trigger: Any) -> float:
@@ -481,8 +545,8 @@ def cmd_archs(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train (or load) an original on digits, run every method that handles the request,
-    audit each against the same references and shadow bank (sisa: against its own SISA
-    original), and write the reports."""
+    audit each against the same references and shadow bank (sisa and erm-ktp: against their
+    own SISA and ERM originals), and write the reports."""
     from tqdm.auto import tqdm
 
     from unlearn_audit.audit import audit
@@ -523,6 +587,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         store=store,
         progress=not args.quiet,
     )
+    if "erm-ktp" in originals:  # `erm-ktp` needs the ERM mask layer, trained in alternation
+        originals["erm-ktp"] = train_classifier(
+            dataset,
+            arch="erm",
+            arch_kwargs={"base": "small-cnn"},
+            device=device,
+            store=store,
+            progress=not args.quiet,
+        )
     subjects: dict[str, Any] = {"no-unlearning": original}
     methods = [(n, s) for n, s in METHOD_PLUGINS.items() if scope in s.scope]
     with tempfile.TemporaryDirectory() as folder:

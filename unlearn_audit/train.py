@@ -30,6 +30,7 @@ from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, ModelInfo, wrap_model
 from unlearn_audit.models.ensemble import SISA_ARCH, ShardEnsemble, check_cells
+from unlearn_audit.models.erm import ERM_ARCH, ErmNet
 from unlearn_audit.models.layers import Classifier, model_fingerprint
 from unlearn_audit.models.zoo import arch_fingerprint, build_model
 from unlearn_audit.store import Store
@@ -380,9 +381,12 @@ def train_classifier(
 
     Args:
         dataset: Training data; its usual normalisation goes into the model.
-        arch: Zoo name or ``module:factory``.
+        arch: Zoo name or ``module:factory``. ``"sisa"`` trains a SISA ensemble
+            (:mod:`unlearn_audit.sisa`), ``"erm"`` a CNN with the ERM mask layer by alternate
+            training (:mod:`unlearn_audit.erm`).
         arch_kwargs: Extra factory arguments.
-        recipe: Default :func:`default_recipe` for (dataset, arch).
+        recipe: Default :func:`default_recipe` for (dataset, arch), or for the base network
+            of an ERM network.
         member_ids: Ids to train on; default the dataset's training part.
         seed: Seed of initialisation and training.
         device: Where to train.
@@ -400,7 +404,9 @@ def train_classifier(
     Returns:
         The trained model with its :class:`ModelInfo` (on CPU, eval mode).
     """
-    recipe = recipe or default_recipe(dataset.name, arch)
+    # an ERM network trains with its base network's recipe
+    base_arch = str((arch_kwargs or {}).get("base", "small-cnn")) if arch == ERM_ARCH else arch
+    recipe = recipe or default_recipe(dataset.name, base_arch)
     norm = dataset.normalization if normalization == "dataset" else normalization
     members = dataset.train_ids if member_ids is None else np.unique(np.asarray(member_ids))
     members_fp = members_fingerprint(dataset, members)
@@ -448,18 +454,33 @@ def train_classifier(
             return wrap_model(ensemble, info, norm)
         if update_log is not None:
             update_log.start(untrained)
-        result = fit(
-            untrained,
-            dataset,
-            members,
-            recipe,
-            seed=seed,
-            device=device,
-            batch_transform=transform,
-            on_step=None if update_log is None else update_log.on_step,
-            progress=progress,
-            desc=f"train {role}",
-        )
+        if isinstance(net, ErmNet):
+            from unlearn_audit.erm import train_erm  # alternates the standard and ERM paths
+
+            result = train_erm(
+                untrained,
+                dataset,
+                members,
+                recipe,
+                seed=seed,
+                device=device,
+                batch_transform=transform,
+                progress=progress,
+                desc=f"train {role} (erm)",
+            )
+        else:
+            result = fit(
+                untrained,
+                dataset,
+                members,
+                recipe,
+                seed=seed,
+                device=device,
+                batch_transform=transform,
+                on_step=None if update_log is None else update_log.on_step,
+                progress=progress,
+                desc=f"train {role}",
+            )
         trained = cast(Classifier, result.model.to("cpu"))
         extra = {**info.extra, "history": result.history.to_dict()}
         if update_log is None:
@@ -476,6 +497,12 @@ def train_classifier(
             "--log-updates records one network's updates; a SISA ensemble unlearns by "
             "retraining shards instead, so drop one of --log-updates and --sisa-shards."
         )
+    if update_log is not None and arch == ERM_ARCH:
+        raise ConfigError(
+            "--log-updates records plain training steps, but an ERM model is trained by "
+            "alternating paths and unlearns with erm-ktp instead; drop one of --log-updates "
+            "and --erm."
+        )
     if store is None or update_log is not None:
         return _train()
     parts = {
@@ -485,6 +512,11 @@ def train_classifier(
         "arch_code": arch_fingerprint(arch),
         "version": __version__,
     }
+    if arch == ERM_ARCH:  # the base network's code and the alternate training's
+        from unlearn_audit.erm import training_fingerprint
+
+        parts["base_code"] = arch_fingerprint(base_arch)
+        parts["training_code"] = training_fingerprint()
     return store.get_or_train(parts, _train)
 
 

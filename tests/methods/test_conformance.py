@@ -25,7 +25,7 @@ from unlearn_audit.registry import METHOD_PLUGINS
 
 ALL_METHODS = METHODS.names()
 # the training-time structure some methods need, and the option that provides it
-PREREQUISITES = {"amnesiac": "--log-updates", "sisa": "--sisa-shards"}
+PREREQUISITES = {"amnesiac": "--log-updates", "erm-ktp": "--erm", "sisa": "--sisa-shards"}
 # invalid values of the hyperparameters many methods share
 BAD_VALUES = {"epochs": "-1", "lr": "-1", "batch_size": "0"}
 
@@ -41,9 +41,11 @@ def prepared(
     original: LoadedModel,
     logged_original: LoadedModel,
     sisa_original: LoadedModel,
+    erm_original: LoadedModel,
 ) -> Callable[[str], LoadedModel]:
-    """The original each method works on: with an update log or a SISA bundle if it needs one."""
-    special = {"amnesiac": logged_original, "sisa": sisa_original}
+    """The original each method works on: with an update log, a SISA bundle or an ERM mask
+    layer if it needs one."""
+    special = {"amnesiac": logged_original, "sisa": sisa_original, "erm-ktp": erm_original}
     return lambda method: special.get(method, original)
 
 

@@ -42,7 +42,7 @@ def test_resnet18_is_adapted_to_small_inputs() -> None:
 
 
 def test_zoo_registry() -> None:
-    assert ARCHS.names() == ["lenet", "mlp", "resnet18", "resnet20", "sisa", "small-cnn"]
+    assert ARCHS.names() == ["erm", "lenet", "mlp", "resnet18", "resnet20", "sisa", "small-cnn"]
     with pytest.raises(RegistryError, match="Did you mean 'resnet18'"):
         build_model("resnet81", 10, (1, 8, 8))
     with pytest.raises(ConfigError, match="at least 4x4"):

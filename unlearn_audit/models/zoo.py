@@ -259,3 +259,6 @@ def build_model(
 
 # registers the `sisa` ensemble; imported last because it builds its shards with build_model
 from unlearn_audit.models import ensemble as _ensemble  # noqa: E402, F401
+
+# registers `erm` (a CNN with the ERM mask layer); imported last for the same reason
+from unlearn_audit.models import erm as _erm  # noqa: E402, F401
