@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -294,8 +295,11 @@ def check_noise_settings(
     impair_epochs: int,
     repair_lr: float,
     repair_epochs: int,
-) -> None:
+) -> Stages:
     """Validate the hyperparameters the three methods share.
+
+    Returns:
+        The impair and repair settings, ready to run.
 
     Raises:
         ConfigError: A value outside its range, named as the user gave it.
@@ -308,6 +312,61 @@ def check_noise_settings(
     check_positive_int(repair_epochs, "repair_epochs", minimum=0)
     check_rate(impair_lr, "impair_lr")
     check_rate(repair_lr, "repair_lr")
+    return Stages(
+        retain_per_class=retain_per_class,
+        copies=copies,
+        batch_size=batch_size,
+        impair_lr=impair_lr,
+        impair_epochs=impair_epochs,
+        repair_lr=repair_lr,
+        repair_epochs=repair_epochs,
+    )
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The impair and repair settings of UNSIR, USI(F)R and DNF, checked."""
+
+    retain_per_class: int
+    copies: int
+    batch_size: int
+    impair_lr: float
+    impair_epochs: int
+    repair_lr: float
+    repair_epochs: int
+
+    def run(
+        self,
+        original: LoadedModel,
+        dataset: Dataset,
+        splits: Splits,
+        noise: torch.Tensor,
+        noise_labels: torch.Tensor,
+        *,
+        seed: int,
+        device: torch.device,
+        progress: bool,
+        name: str,
+    ) -> Classifier:
+        """Draw D_r' (:func:`retain_subset`, seeded) and :func:`impair_repair` with it."""
+        retain = retain_subset(dataset, splits, self.retain_per_class, np.random.default_rng(seed))
+        return impair_repair(
+            original,
+            dataset,
+            retain,
+            noise,
+            noise_labels,
+            copies=self.copies,
+            batch_size=self.batch_size,
+            impair_lr=self.impair_lr,
+            impair_epochs=self.impair_epochs,
+            repair_lr=self.repair_lr,
+            repair_epochs=self.repair_epochs,
+            seed=seed,
+            device=device,
+            progress=progress,
+            name=name,
+        )
 
 
 def check_noise_learning(*, noise_lr: float, noise_steps: int, l2_weight: float) -> None:

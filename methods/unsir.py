@@ -7,7 +7,6 @@ section 11. The shared noise, impair and repair pieces are in :mod:`methods._noi
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from methods._noise import (
@@ -17,10 +16,8 @@ from methods._noise import (
     check_noise_settings,
     forget_classes_of,
     frozen_eval_copy,
-    impair_repair,
     initial_noise,
     maximize_error,
-    retain_subset,
 )
 from methods.base import register_method
 from unlearn_audit.data.datasets import Dataset
@@ -165,7 +162,7 @@ def unsir(
     Raises:
         ConfigError: A value outside its range.
     """
-    check_noise_settings(
+    stages = check_noise_settings(
         retain_per_class=retain_per_class,
         noise_batch_size=noise_batch_size,
         copies=copies,
@@ -189,19 +186,12 @@ def unsir(
         steps=noise_steps,
         l2_weight=l2_weight,
     )
-    retain = retain_subset(dataset, splits, retain_per_class, np.random.default_rng(seed))
-    return impair_repair(
+    return stages.run(
         original,
         dataset,
-        retain,
+        splits,
         noise,
         labels,
-        copies=copies,
-        batch_size=batch_size,
-        impair_lr=impair_lr,
-        impair_epochs=impair_epochs,
-        repair_lr=repair_lr,
-        repair_epochs=repair_epochs,
         seed=seed,
         device=device,
         progress=progress,

@@ -9,7 +9,6 @@ section is available (no method section, no code), so the algorithms are METHODS
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from methods._noise import (
@@ -19,11 +18,9 @@ from methods._noise import (
     check_noise_settings,
     forget_classes_of,
     frozen_eval_copy,
-    impair_repair,
     initial_noise,
     maximize_error,
     mixed_labels,
-    retain_subset,
 )
 from methods.base import register_method
 from unlearn_audit._validation import fail
@@ -113,7 +110,7 @@ def _run(
     repair_lr: float,
     repair_epochs: int,
 ) -> Classifier:
-    check_noise_settings(
+    stages = check_noise_settings(
         retain_per_class=retain_per_class,
         noise_batch_size=noise_batch_size,
         copies=copies,
@@ -143,19 +140,12 @@ def _run(
         steps=noise_steps,
         l2_weight=l2_weight,
     )
-    retain = retain_subset(dataset, splits, retain_per_class, np.random.default_rng(seed))
-    return impair_repair(
+    return stages.run(
         original,
         dataset,
-        retain,
+        splits,
         noise,
         labels,
-        copies=copies,
-        batch_size=batch_size,
-        impair_lr=impair_lr,
-        impair_epochs=impair_epochs,
-        repair_lr=repair_lr,
-        repair_epochs=repair_epochs,
         seed=seed,
         device=device,
         progress=progress,
