@@ -50,17 +50,16 @@ steps (5 x 8), L2 weight 0.1.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearn_audit._validation import check_positive_int, fail
+from unlearn_audit._validation import check_nonnegative, check_positive_int
 from unlearn_audit.data.datasets import Dataset, InMemorySamples, Normalization, make_dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
@@ -79,16 +78,6 @@ IMPAIR_REPAIR_DEFAULTS: dict[str, int | float] = {
     "repair_epochs": 2,
 }
 NOISE_DEFAULTS: dict[str, int | float] = {"noise_steps": 40, "noise_lr": 0.1, "l2_weight": 0.1}
-
-
-def check_rate(value: Any, param: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float that is finite and > 0 (>= 0 with ``allow_zero``)."""
-    expected = "a finite number >= 0" if allow_zero else "a finite number > 0"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(param, expected, value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise fail(param, expected, value)
-    return float(value)
 
 
 def retain_subset(
@@ -150,17 +139,6 @@ def noise_loss(
     return -F.cross_entropy(logits, labels) + l2_weight * z.square().sum(dim=(1, 2, 3)).mean()
 
 
-def frozen_eval_copy(original: LoadedModel, device: torch.device) -> nn.Module:
-    """A copy of the original in eval mode with frozen weights, to learn noise against.
-
-    Eval mode keeps BatchNorm on its running statistics, which the noise therefore cannot
-    change (the notebook learns the noise in train mode, so its BN statistics absorb it).
-    """
-    model = copy.deepcopy(original.module).to(device).eval()
-    model.requires_grad_(False)
-    return model
-
-
 def maximize_error(
     model: nn.Module,
     z: torch.Tensor,
@@ -175,7 +153,7 @@ def maximize_error(
 
     Args:
         model: Takes inputs in the model's input space; its mode and weights are left alone
-            (use :func:`frozen_eval_copy`).
+            (use :func:`~methods._distill.frozen_copy`).
         z: ``(N, C, H, W)`` starting noise in normalised space (e.g. :func:`initial_noise`).
         labels: ``(N,)`` the class of each noise sample; its cross-entropy is maximised.
         normalization: The model's input normalisation (see :func:`noise_inputs`).
@@ -310,8 +288,8 @@ def check_noise_settings(
     check_positive_int(batch_size, "batch_size")
     check_positive_int(impair_epochs, "impair_epochs")
     check_positive_int(repair_epochs, "repair_epochs", minimum=0)
-    check_rate(impair_lr, "impair_lr")
-    check_rate(repair_lr, "repair_lr")
+    check_nonnegative(impair_lr, "impair_lr", positive=True)
+    check_nonnegative(repair_lr, "repair_lr", positive=True)
     return Stages(
         retain_per_class=retain_per_class,
         copies=copies,
@@ -371,9 +349,9 @@ class Stages:
 
 def check_noise_learning(*, noise_lr: float, noise_steps: int, l2_weight: float) -> None:
     """Validate the error-maximising step's hyperparameters (UNSIR, USI(F)R)."""
-    check_rate(noise_lr, "noise_lr")
+    check_nonnegative(noise_lr, "noise_lr", positive=True)
     check_positive_int(noise_steps, "noise_steps", minimum=0)
-    check_rate(l2_weight, "l2_weight", allow_zero=True)
+    check_nonnegative(l2_weight, "l2_weight")
 
 
 def forget_classes_of(splits: Splits) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from methods._distill import distill_kl, frozen_copy
 from methods.base import register_method
 from methods.neggrad import cycle_batches
 from methods.retrain import original_recipe, train_like
-from unlearn_audit._validation import check_fraction, check_positive_int, fail
+from unlearn_audit._validation import check_fraction, check_nonnegative, check_positive_int
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
@@ -71,14 +71,6 @@ def train_reference(
         role="lightweight-reference",
         method="lightweight",
     )
-
-
-def _check_lr(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail("lr", "a number > 0, or 0 for a tenth of the original's", value)
-    if not np.isfinite(value) or value < 0:
-        raise fail("lr", "a number > 0, or 0 for a tenth of the original's", value)
-    return float(value)
 
 
 @register_method(
@@ -158,7 +150,9 @@ def lightweight(
     """
     weight = check_fraction(kl_weight, "kl_weight", inclusive=True)
     fraction = check_fraction(reference_fraction, "reference_fraction")
-    given_lr = _check_lr(lr)
+    given_lr = check_nonnegative(
+        lr, "lr", expected="a number > 0, or 0 for a tenth of the original's"
+    )
     base = original_recipe(original, dataset)
     recipe = Recipe(
         optimizer=base.optimizer,

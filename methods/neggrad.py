@@ -70,9 +70,11 @@ def forget_target(original: LoadedModel, dataset: Dataset, splits: Splits) -> fl
     return accuracy(original.module, dataset, splits.population)
 
 
-def _early_stop(
+def stop_at_accuracy(
     dataset: Dataset, forget: np.ndarray, target: float | None, steps_per_epoch: int
 ) -> Callable[[StepState], bool] | None:
+    """An ``on_step`` that stops at the end of the first epoch whose accuracy on ``forget``
+    (eval mode) is at most ``target``; ``None`` when there is no target."""
     if target is None:
         return None
 
@@ -166,7 +168,7 @@ def neggrad(
         seed=seed,
         device=device,
         objective=objective,
-        on_step=_early_stop(dataset, splits.forget, target, steps_per_epoch),
+        on_step=stop_at_accuracy(dataset, splits.forget, target, steps_per_epoch),
         progress=progress,
         desc="unlearn neggrad",
     )
@@ -288,7 +290,7 @@ def neggrad_plus(
         seed=seed,
         device=device,
         objective=objective,
-        on_step=_early_stop(dataset, splits.forget, target, steps_per_epoch),
+        on_step=stop_at_accuracy(dataset, splits.forget, target, steps_per_epoch),
         progress=progress,
         desc="unlearn neggrad-plus",
     )

@@ -16,41 +16,21 @@ from typing import Literal, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from methods._distill import check_temperature, distill_kl, frozen_copy
 from methods.base import register_method
-from unlearn_audit._validation import check_choice, check_positive_int, fail
+from unlearn_audit._validation import check_choice, check_nonnegative, check_positive_int
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe
+from unlearn_audit.train import Recipe, make_optimizer
 
 # the small-scale notebook divides the lr by 10 after epochs 5, 8 and 9 (1-based): with
 # "step" milestones counted from 0, the lr falls at the start of epochs 6, 9 and 10
 DECAY_EPOCHS = (5, 8, 9)
-
-
-def _check_weight(value: float, param: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(param, "a finite number >= 0", value)
-    if not math.isfinite(value) or value < 0:
-        raise fail(param, "a finite number >= 0", value)
-    return float(value)
-
-
-def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(),
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            weight_decay=recipe.weight_decay,
-        )
-    return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
 @register_method(
@@ -165,8 +145,8 @@ def scrub(
     check_positive_int(forget_batch_size, "forget_batch_size")
     max_epochs = check_positive_int(msteps, "msteps", minimum=0)
     temp = check_temperature(temperature)
-    ce_weight = _check_weight(gamma, "gamma")
-    kl_weight = _check_weight(alpha, "alpha")
+    ce_weight = check_nonnegative(gamma, "gamma")
+    kl_weight = check_nonnegative(alpha, "alpha")
     if len(splits.retain) == 0:
         raise ConfigError("scrub needs a non-empty retain set for its min passes.")
 
@@ -177,7 +157,7 @@ def scrub(
         torch.manual_seed(seed)
         retain_generator = torch.Generator().manual_seed(seed)
         forget_generator = torch.Generator().manual_seed(seed + 1)
-        opt = _optimizer(student, recipe)
+        opt = make_optimizer(student, recipe)
         steps = recipe.epochs * math.ceil(len(splits.retain) / recipe.batch_size)
         steps += min(max_epochs, recipe.epochs) * math.ceil(len(splits.forget) / forget_batch_size)
         bar = tqdm(

@@ -15,7 +15,6 @@ the forget set), while the original, frozen, keeps the rest in place:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import cast
 
 import numpy as np
@@ -25,14 +24,15 @@ from torch import nn
 
 from methods._distill import check_temperature, distill_kl, frozen_copy
 from methods.base import register_method
-from unlearn_audit._validation import check_fraction, check_positive_int, fail
+from methods.neggrad import stop_at_accuracy
+from unlearn_audit._validation import check_fraction, check_nonnegative, check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
 from unlearn_audit.models.zoo import build_model
-from unlearn_audit.train import Recipe, StepState, accuracy, fit
+from unlearn_audit.train import Recipe, fit
 
 
 def random_network(original: LoadedModel, *, seed: int, method: str) -> Classifier:
@@ -59,14 +59,6 @@ def random_network(original: LoadedModel, *, seed: int, method: str) -> Classifi
     return Classifier(net, original.normalization)
 
 
-def _check_weight(value: float, param: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(param, "a finite number >= 0", value)
-    if not math.isfinite(value) or value < 0:
-        raise fail(param, "a finite number >= 0", value)
-    return float(value)
-
-
 def _adam(
     lr: float,
     epochs: int,
@@ -76,30 +68,14 @@ def _adam(
     minimum: int = 1,
 ) -> Recipe:
     """A constant-lr Adam recipe without weight decay; errors name ``names`` (lr, epochs)."""
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
-        raise fail(names[0], "a number > 0", lr)
     return Recipe(
         optimizer="adam",
-        lr=lr,
+        lr=check_nonnegative(lr, names[0], positive=True, expected="a number > 0"),
         epochs=check_positive_int(epochs, names[1], minimum=minimum),
         batch_size=check_positive_int(batch_size, "batch_size"),
         weight_decay=0.0,
         schedule="constant",
     )
-
-
-def _stop_at_chance(
-    dataset: Dataset, ids: np.ndarray, steps_per_epoch: int
-) -> Callable[[StepState], bool]:
-    """Stop at the end of the first epoch where the accuracy on ``ids`` is at most 1 / C."""
-    chance = 1.0 / dataset.num_classes
-
-    def on_step(state: StepState) -> bool:
-        if state.step % steps_per_epoch:
-            return False
-        return accuracy(state.model, dataset, ids) <= chance
-
-    return on_step
 
 
 @register_method(
@@ -201,7 +177,7 @@ def stochastic_teacher(
     """
     erase = _adam(erase_lr, erase_epochs, batch_size, names=("erase_lr", "erase_epochs"))
     rebuild = _adam(lr, epochs, batch_size, minimum=0)
-    weight = _check_weight(alpha, "alpha")
+    weight = check_nonnegative(alpha, "alpha")
     if rebuild.epochs and len(splits.retain) == 0:
         raise ConfigError("stochastic-teacher needs a non-empty retain set to rebuild on.")
     stranger = frozen_copy(random_network(original, seed=seed, method="stochastic-teacher"), device)
@@ -219,6 +195,7 @@ def stochastic_teacher(
         return distill_kl(model(x), target)
 
     steps = math.ceil(len(splits.forget) / erase.batch_size)
+    chance = 1.0 / dataset.num_classes
     erased = fit(
         original.module,
         dataset,
@@ -227,7 +204,7 @@ def stochastic_teacher(
         seed=seed,
         device=device,
         objective=erase_objective,
-        on_step=_stop_at_chance(dataset, splits.forget, steps) if early_stop else None,
+        on_step=stop_at_accuracy(dataset, splits.forget, chance if early_stop else None, steps),
         progress=progress,
         desc="unlearn stochastic-teacher (erase)",
     ).model

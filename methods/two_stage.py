@@ -23,7 +23,7 @@ from methods._distill import check_temperature, distill_kl, frozen_copy
 from methods.base import register_method
 from methods.random_labels import relabel_transform
 from methods.retrain import original_recipe
-from unlearn_audit._validation import check_positive_int, fail
+from unlearn_audit._validation import check_nonnegative, check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
@@ -120,23 +120,6 @@ def contrastive_labels(mean_probs: torch.Tensor, classes: Sequence[int]) -> dict
         mapping[last] = mapping[a]
         mapping[a] = last
     return {c: mapping[c] for c in present}
-
-
-def _check_weight(value: float, param: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(param, "a finite number >= 0", value)
-    if not math.isfinite(value) or value < 0:
-        raise fail(param, "a finite number >= 0", value)
-    return float(value)
-
-
-def _check_lr(value: float, param: str, *, zero: bool = False) -> float:
-    expected = "a number > 0, or 0 for the original recipe's" if zero else "a number > 0"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(param, expected, value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise fail(param, expected, value)
-    return float(value)
 
 
 def _original_outputs(
@@ -313,7 +296,9 @@ def two_stage(
     """
     neutral_recipe = Recipe(
         optimizer="adam",
-        lr=_check_lr(neutralize_lr, "neutralize_lr"),
+        lr=check_nonnegative(
+            neutralize_lr, "neutralize_lr", positive=True, expected="a number > 0"
+        ),
         epochs=check_positive_int(neutralize_epochs, "neutralize_epochs"),
         batch_size=check_positive_int(neutralize_batch_size, "neutralize_batch_size"),
         weight_decay=0.0,
@@ -321,10 +306,14 @@ def two_stage(
     )
     base = original_recipe(original, dataset)
     total = check_positive_int(epochs, "epochs", minimum=0) or max(1, base.epochs // 2)
-    retrain_recipe = base.with_options(epochs=total, lr=_check_lr(lr, "lr", zero=True) or None)
+    given_lr = check_nonnegative(lr, "lr", expected="a number > 0, or 0 for the original recipe's")
+    retrain_recipe = base.with_options(
+        epochs=total,
+        lr=given_lr or None,
+    )
     kd_until = check_positive_int(kd_epochs, "kd_epochs", minimum=0)
-    alpha = _check_weight(ce_weight, "ce_weight")
-    beta = _check_weight(kd_weight, "kd_weight")
+    alpha = check_nonnegative(ce_weight, "ce_weight")
+    beta = check_nonnegative(kd_weight, "kd_weight")
     temp = check_temperature(temperature)
     if len(splits.retain) == 0:
         raise ConfigError("two-stage needs a non-empty retain set to retrain on.")

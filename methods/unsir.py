@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from methods._distill import frozen_copy
 from methods._noise import (
     IMPAIR_REPAIR_DEFAULTS,
     NOISE_DEFAULTS,
     check_noise_learning,
     check_noise_settings,
     forget_classes_of,
-    frozen_eval_copy,
     initial_noise,
     maximize_error,
 )
@@ -44,7 +44,8 @@ def class_noise(
 
     Args:
         original: The model the noise is learned against, as a frozen copy in eval mode
-            (:func:`~methods._noise.frozen_eval_copy`); not modified.
+            (:func:`~methods._distill.frozen_copy`: BatchNorm keeps its running statistics,
+            which the noise therefore cannot change); not modified.
         classes: The forgotten classes, in order.
         input_shape: ``(C, H, W)``.
         generator: Source of the N(0, 1) starting noise (drawn class after class).
@@ -58,7 +59,7 @@ def class_noise(
         Noise ``(k * batch_size, C, H, W)`` in normalised input space, on ``device``, class
         blocks in the order of ``classes``, and its labels ``(k * batch_size,)``.
     """
-    model = frozen_eval_copy(original, device)
+    model = frozen_copy(original.module, device)
     noises, labels = [], []
     for label in classes:
         targets = torch.full((batch_size,), label, dtype=torch.int64)

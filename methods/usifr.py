@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import torch
 
+from methods._distill import frozen_copy
 from methods._noise import (
     IMPAIR_REPAIR_DEFAULTS,
     NOISE_DEFAULTS,
     check_noise_learning,
     check_noise_settings,
     forget_classes_of,
-    frozen_eval_copy,
     initial_noise,
     maximize_error,
     mixed_labels,
@@ -78,7 +78,7 @@ def mixed_noise(
     if steps == 0:
         return start, labels
     noise = maximize_error(
-        frozen_eval_copy(original, device),
+        frozen_copy(original.module, device),
         start,
         labels,
         original.normalization,

@@ -18,6 +18,7 @@ from unlearn_audit.train import (
     augment_batch,
     default_recipe,
     fit,
+    make_optimizer,
     resolve_device,
     train_classifier,
 )
@@ -242,3 +243,15 @@ def test_on_step_can_stop_training(digits: Dataset) -> None:
     )
     assert seen == [1, 2, 3, 4, 5] and result.history.steps == 5
     assert len(result.history.epochs) == 1
+
+
+def test_make_optimizer_follows_the_recipe_and_skips_frozen_parameters() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    model[0].requires_grad_(False)
+    sgd = make_optimizer(model, Recipe(optimizer="sgd", lr=0.5, momentum=0.8, weight_decay=0.1))
+    assert isinstance(sgd, torch.optim.SGD)
+    group = sgd.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.5, 0.8, 0.1)
+    assert [p.shape for p in group["params"]] == [torch.Size([2, 4]), torch.Size([2])]
+    adam = make_optimizer(model, Recipe(optimizer="adam", lr=0.01, weight_decay=0.0))
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["lr"] == 0.01

@@ -6,6 +6,7 @@ message shape: "`{param}` must be {expected}; got {value!r}." plus the fix when 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,21 @@ def check_positive_int(value: Any, param: str, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise fail(param, f"an integer >= {minimum}", value)
     return int(value)
+
+
+def check_nonnegative(
+    value: Any, param: str, *, positive: bool = False, expected: str | None = None
+) -> float:
+    """Return ``value`` as a finite float >= 0 (> 0 when ``positive``).
+
+    ``expected`` replaces the default wording of the error (e.g. to say what 0 means).
+    """
+    wording = expected or ("a finite number > 0" if positive else "a finite number >= 0")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise fail(param, wording, value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise fail(param, wording, value)
+    return float(value)
 
 
 def check_fraction(value: Any, param: str, *, inclusive: bool = False) -> float:

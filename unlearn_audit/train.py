@@ -200,7 +200,8 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, *, flip: bool) ->
     return out
 
 
-def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimiser over ``model``'s trainable parameters (what :func:`fit` uses)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
@@ -272,7 +273,7 @@ def fit(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        optimizer = _optimizer(trained, recipe)
+        optimizer = make_optimizer(trained, recipe)
         bar = tqdm(
             total=total_steps,
             desc=desc,

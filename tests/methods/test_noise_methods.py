@@ -45,8 +45,8 @@ import methods._noise
 import methods.unsir
 import methods.usifr
 from methods import unlearn
+from methods._distill import frozen_copy
 from methods._noise import (
-    frozen_eval_copy,
     initial_noise,
     maximize_error,
     mixed_labels,
@@ -257,7 +257,7 @@ def _ce(model: nn.Module, z: torch.Tensor, labels: torch.Tensor, norm: Any) -> t
 
 
 def test_learned_noise_maximises_the_error_of_its_own_class(original: LoadedModel) -> None:
-    model = frozen_eval_copy(original, CPU)
+    model = frozen_copy(original.module, CPU)
     norm = original.normalization
     noise, labels = class_noise(
         original,
@@ -293,7 +293,7 @@ def test_mixed_noise_labels_every_sample_with_one_forgotten_class(
     )
     assert labels.tolist() == [THREE[i % 3] for i in range(64)]
     assert sorted(np.bincount(labels.numpy())[list(THREE)].tolist()) == [21, 21, 22]
-    model = frozen_eval_copy(original, CPU)
+    model = frozen_copy(original.module, CPU)
     start = initial_noise(64, (1, 8, 8), torch.Generator().manual_seed(SEED))
     after, before = (
         _ce(model, noise, labels, original.normalization),
@@ -317,7 +317,7 @@ def test_mixed_noise_labels_every_sample_with_one_forgotten_class(
 
 def test_noise_is_learned_in_eval_mode_and_leaves_the_model_alone(original: LoadedModel) -> None:
     before = {k: v.clone() for k, v in original.module.state_dict().items()}
-    model = frozen_eval_copy(original, CPU)
+    model = frozen_copy(original.module, CPU)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     bn_before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     assert bn_before  # small-cnn has BatchNorm
