@@ -1,8 +1,10 @@
 # The README's two commands. Each creates .venv if missing and installs only when
-# pyproject.toml changed since the last install.
+# pyproject.toml or constraints.txt changed since the last install. constraints.txt holds the
+# exact torch / torchvision pair this repository is tested with (pyproject.toml states minimums).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 
 .PHONY: demo test
 
@@ -15,10 +17,10 @@ test: $(VENV)/.installed-test
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e '.[pdf]'
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e '.[test,pdf]'
 	touch $@ $(VENV)/.installed

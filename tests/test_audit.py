@@ -303,7 +303,12 @@ def test_second_audit_trains_nothing(
         store=store,
     )
     assert store.misses == misses, "references and shadows come from the store"
-    assert second.config["models_built"] == {"trained": 0, "reused": 5}
+    assert second.config["models_built"] == {
+        "trained": 0,
+        "reused": 5,
+        "given_references": 0,
+        "given_shadows": 0,
+    }
 
 
 def test_exactly_one_inference_pass_per_model_split_view(

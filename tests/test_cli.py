@@ -412,7 +412,7 @@ def test_audit_end_to_end_on_trained_checkpoints(
     assert main(["report", "missing.json"]) == 1
     assert "does not exist" in capsys.readouterr().err
 
-    assert main([*argv, "--unlearned", "original.safetensors", "--out", "bad", "--no-pdf"]) == 2
+    assert main([*argv, "--unlearned", "original.safetensors", "--out", "bad", "--no-pdf"]) == 3
     assert "forgotten            FAIL" in capsys.readouterr().out
     assert not AuditResult.load(workdir / "bad" / "result.json").passed
 
@@ -493,11 +493,12 @@ def test_audit_with_given_reference_policy_and_trigger(
     assert main([*base, "--out", "a"]) == 0
     result = AuditResult.load(workdir / "a" / "result.json")
     assert result.checks["backdoor"].status == "na"
-    assert main([*base, "--trigger", "t.json", "--out", "b"]) == 2
+    assert main([*base, "--trigger", "t.json", "--out", "b"]) == 3
     result = AuditResult.load(workdir / "b" / "result.json")
     assert result.checks["backdoor"].metrics["attack_success"]["original"]["value"] > 0.9
     assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "FAIL"
-    assert result.config["models_built"] == {"trained": 0, "reused": 0}
+    built = result.config["models_built"]
+    assert (built["trained"], built["reused"], built["given_references"]) == (0, 0, 1)
     assert main([*base, "--trigger", "t.json", "--policy", "lenient.toml", "--out", "c"]) == 0
     result = AuditResult.load(workdir / "c" / "result.json")
     assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "PASS"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import QUICK
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.store import ENV_VAR, CacheWarning, Store, default_cache_dir
@@ -142,3 +143,56 @@ def test_atomic_writes_have_the_usual_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
     assert path.read_text() == "hello" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_computed_results_are_stored_checked_and_rebuilt(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    calls: list[int] = []
+
+    def compute() -> dict[str, list[int]]:
+        calls.append(1)
+        return {"steps": [0, 10], "accuracy": [0.1, 0.6]}
+
+    parts = {"model": "abc", "seed": 0}
+    first = store.get_or_compute("relearn_curves", parts, compute)
+    assert store.get_or_compute("relearn_curves", parts, compute) == first
+    assert len(calls) == 1 and store.computed_hits == 1
+    store.get_or_compute("relearn_curves", {"model": "abd", "seed": 0}, compute)
+    assert len(calls) == 2, "another model is another entry"
+    for path in (tmp_path / "relearn_curves").rglob("*.json"):  # tamper with every entry
+        path.write_text(path.read_text().replace("0.6", "0.9"))
+    with pytest.warns(CacheWarning, match="does not match the hash"):
+        again = store.get_or_compute("relearn_curves", parts, compute)
+    assert again == first and len(calls) == 3
+
+
+def test_a_reference_relearn_curve_is_probed_once(
+    digits: Dataset, quick_model: LoadedModel, tmp_path: Path
+) -> None:
+    from unlearn_audit.audit import audit
+    from unlearn_audit.data.splits import ForgetRequest, make_splits
+
+    splits = make_splits(digits, ForgetRequest.classes(3))
+    reference = train_classifier(
+        digits, member_ids=splits.retain, recipe=QUICK, progress=False, role="reference"
+    )
+    store = Store(tmp_path)
+    options = {
+        "original": quick_model,
+        "dataset": digits,
+        "request": splits,
+        "references": [reference],
+        "checks": ["relearn"],
+        "store": store,
+    }
+    first = audit(unlearned=quick_model, **options)
+    assert store.computed_hits == 0
+    second = audit(unlearned=reference, **options)
+    assert store.computed_hits == 2  # the reference's relearn and feature-relearn curves
+    for variant in ("relearn", "feature_relearn"):
+        stored = second.checks["relearn"].figures["curves"][variant]["reference"]
+        assert stored == first.checks["relearn"].figures["curves"][variant]["reference"]
+    assert (
+        second.checks["relearn"].metrics["relearn"]["reference"]
+        == (first.checks["relearn"].metrics["relearn"]["reference"])
+    )

@@ -4,11 +4,14 @@ pytest itself, the fixtures, and one real audit of digits."""
 from __future__ import annotations
 
 import re
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from unlearn_audit import testing
 from unlearn_audit.checks.base import CheckResult
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.errors import ConfigError
@@ -28,6 +31,8 @@ from unlearn_audit.testing import (
 from unlearn_audit.train import train_classifier
 
 pytest_plugins = ["pytester"]
+
+GOLDEN_RESULT = Path(__file__).resolve().parent / "golden" / "result_class.json"
 
 HEADER = re.compile(r"claim\s+\| measured \| interval\s+\| reference \| threshold\s+\| verdict")
 POLICY = {
@@ -288,11 +293,16 @@ def test_backdoor_removed_against_the_reference_and_absolute() -> None:
     assert "backdoor_removed (absolute)" in message
     assert re.search(r"high <= 0\.080\s+\| FAIL", message)
     no_reference = _result(_backdoor((0.05, 0.03, 0.09), reference=None))
-    assert_backdoor_removed(no_reference, max_success=0.1, max_gap=None)
-    message = _failure(assert_backdoor_removed, no_reference)
+    assert_backdoor_removed(no_reference, max_success=0.1, against_reference=False)
+    message = _failure(assert_backdoor_removed, no_reference, max_success=0.08)
     assert "missing evidence: the backdoor check had no reference model" in message
-    with pytest.raises(ConfigError, match="`max_gap` must be a number >= 0 when max_success"):
-        assert_backdoor_removed(fired, max_gap=None)
+    absolute = {"max_success": 0.08, "against_reference": False}
+    message = _failure(assert_backdoor_removed, no_reference, **absolute)
+    assert "backdoor_removed (absolute)" in message and "backdoor_removed |" not in message
+    with pytest.raises(ConfigError, match=r"`max_success` must be a number in .* when against"):
+        assert_backdoor_removed(fired, against_reference=False)
+    with pytest.raises(ConfigError, match="`max_gap` must be None when against_reference"):
+        assert_backdoor_removed(fired, max_success=0.1, max_gap=0.1, against_reference=False)
 
 
 # --- knowledge ---------------------------------------------------------------------------------
@@ -377,6 +387,94 @@ def test_helpers_read_result_json(tmp_path: Path) -> None:
         assert_forgotten(tmp_path / "none.json")
 
 
+@pytest.mark.parametrize(
+    ("helper", "claim", "check", "default"),
+    [
+        (assert_forgotten, "forgotten", _accuracy((0.02, 0.005, 0.08)), "high - ref <= 0.050"),
+        (
+            assert_utility_kept,
+            "utility_kept",
+            _accuracy(test=(0.98, 0.94, 0.99)),
+            "orig - low <= 0.020",
+        ),
+        (
+            assert_no_membership_leak,
+            "no_membership_leak",
+            _membership(_lira((0.52, 0.46, 0.58), 0.01, 0.04)),
+            "high - ref <= 0.050",
+        ),
+        (assert_backdoor_removed, "backdoor_removed", _backdoor((0.05, 0.03, 0.09)), "<= 0.050"),
+        (
+            assert_knowledge_removed,
+            "knowledge_removed",
+            _representation(0.45, 0.65),
+            "value - ref <= 0.100",
+        ),
+    ],
+)
+def test_every_default_threshold_is_the_recorded_policys(
+    helper: Callable[..., None], claim: str, check: CheckResult, default: str
+) -> None:
+    # no verdict recorded: the default policy's pass threshold
+    assert f"{default} | FAIL" in _failure(helper, _result(check))
+    loose = Verdict(claim, "PASS", "", threshold={"pass": 0.30, "warn": 0.40})
+    helper(_result(check, verdicts=[loose]))
+
+
+# --- the evidence of a failure -----------------------------------------------------------------
+
+
+def _evidence_folder(message: str) -> Path:
+    last = message.splitlines()[-1]
+    match = re.fullmatch(r"evidence written to (.+)/result\.json and \1/report\.html", last)
+    assert match, f"the message ends with where the evidence is; got {last!r}"
+    return Path(match[1])
+
+
+def test_a_failure_writes_the_evidence_under_pytests_temporary_path(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    result = AuditResult.load(GOLDEN_RESULT)
+    assert_utility_kept(result, max_drop=0.05)  # a pass writes nothing
+    folder = _evidence_folder(_failure(assert_forgotten, result))
+    assert folder.parent == tmp_path_factory.getbasetemp()
+    assert re.fullmatch(r"test_a_failure_writes_the_evid-assert_forgotten\d+", folder.name)
+    assert AuditResult.load(folder / "result.json").to_dict_json() == result.to_dict_json()
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "<html" in html and result.models["unlearned"]["fingerprint"] in html
+    written = tmp_path_factory.getbasetemp().glob("test_a_failure_*")
+    assert [p for p in written if not p.is_symlink()] == [folder], "none for the pass"
+    assert _evidence_folder(_failure(assert_forgotten, str(GOLDEN_RESULT))) != folder
+
+
+def test_outside_pytest_the_evidence_goes_to_a_system_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(testing, "_SESSIONS", [])  # as when the plugin is not loaded
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = _evidence_folder(_failure(assert_no_membership_leak, GOLDEN_RESULT))
+    assert folder.parent == tmp_path and folder.name.startswith("assert_no_membership_leak-")
+    assert (folder / "result.json").is_file() and (folder / "report.html").is_file()
+
+
+def test_a_report_that_cannot_be_rendered_leaves_the_failure_and_its_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("chance")
+
+    monkeypatch.setattr("unlearn_audit.report.write_report", broken)
+    message = _failure(assert_forgotten, _result(_accuracy((0.5, 0.4, 0.6))))
+    assert message.startswith("assert_forgotten: the interval's worst case")
+    last = message.splitlines()[-1]
+    match = re.fullmatch(
+        r"evidence written to (.+result\.json); report\.html not rendered \(KeyError: 'chance'\)",
+        last,
+    )
+    assert match and AuditResult.load(match[1]).checks["accuracy"].status == "ok", last
+
+
 # --- through pytest ----------------------------------------------------------------------------
 
 
@@ -420,6 +518,21 @@ def test_failures_read_well_in_pytest_output(inner: pytest.Pytester) -> None:
     assert not re.search(r"unlearn_audit[/\\]testing\.py", output), "helper frames are hidden"
     assert "raise AssertionError" not in output and "__tracebackhide__" not in output
     assert "test_ci.py:4: AssertionError" in output, "the user's line is where it failed"
+    basetemp = inner.path.parent / "basetemp"
+    assert output.count(f"E       evidence written to {basetemp}/test_forgotten-") == 1
+    assert output.count(f"E       evidence written to {basetemp}/test_passed-") == 1
+
+
+def test_every_fixture_is_prefixed(inner: pytest.Pytester) -> None:
+    run = inner.runpytest("-p", "unlearn_audit.testing", "--fixtures")
+    section = run.stdout.str().split("fixtures defined from unlearn_audit.testing")[1]
+    names = re.findall(r"^(\w+)(?: \[\w+ scope\])? -- ", section, re.M)
+    assert names == [
+        "unlearn_audit_digits",
+        "unlearn_audit_store",
+        "unlearn_audit_setup",
+        "unlearn_audit_run",
+    ]
 
 
 # --- the fixtures and a real audit -------------------------------------------------------------
@@ -485,20 +598,32 @@ def test_fixtures_in_a_users_test_suite(
         test_method="""
         from unlearn_audit.testing import UnlearnSetup, assert_forgotten
 
-        def test_fixtures(unlearn_digits, unlearn_setup, unlearn_store):
-            assert isinstance(unlearn_setup, UnlearnSetup)
-            assert unlearn_setup.dataset is unlearn_digits
-            assert unlearn_setup.splits.forget_classes == (3,)
-            assert unlearn_store.misses == 0, "trained once, then from the cache"
+        def test_fixtures(unlearn_audit_digits, unlearn_audit_setup, unlearn_audit_store):
+            assert isinstance(unlearn_audit_setup, UnlearnSetup)
+            assert unlearn_audit_setup.dataset is unlearn_audit_digits
+            assert unlearn_audit_setup.splits.forget_classes == (3,)
+            assert unlearn_audit_store.misses == 0, "trained once, then from the cache"
 
-        def test_the_original_has_not_forgotten(unlearn_setup, unlearn_store, audit):
-            result = audit(unlearn_setup.original, checks=["accuracy"])
+        def test_original(unlearn_audit_setup, unlearn_audit_store, unlearn_audit_run):
+            result = unlearn_audit_run(unlearn_audit_setup.original, checks=["accuracy"])
             # the standard profile's reference is the setup's, from the store
-            assert result.config["models_built"] == {"trained": 0, "reused": 1}
-            assert unlearn_store.misses == 0
+            built = result.config["models_built"]
+            assert (built["trained"], built["reused"]) == (0, 1)
+            assert unlearn_audit_store.misses == 0
             assert_forgotten(result)
         """
     )
     run = inner.runpytest("-p", "unlearn_audit.testing")
     run.assert_outcomes(passed=1, failed=1)
-    run.stdout.fnmatch_lines(["E * forgotten | *| FAIL", "test_method.py:14: AssertionError"])
+    run.stdout.fnmatch_lines(
+        [
+            "E * forgotten | *| FAIL",
+            "E * evidence written to */test_original-assert_forgotten0/result.json and "
+            "*/test_original-assert_forgotten0/report.html",
+            "test_method.py:15: AssertionError",
+        ]
+    )
+    basetemp = inner.path.parent / "basetemp"
+    run.stdout.fnmatch_lines(
+        [f"E * evidence written to {basetemp}/*/result.json and {basetemp}/*/report.html"]
+    )

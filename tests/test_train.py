@@ -171,7 +171,7 @@ def test_recipe_validation_and_round_trip() -> None:
         Recipe(lr=0)
     with pytest.raises(ConfigError, match="`batch_size` must be an integer >= 1"):
         Recipe(batch_size=0)
-    with pytest.raises(ConfigError, match="unknown recipe fields"):
+    with pytest.raises(ConfigError, match="unknown recipe field 'learning_rate'"):
         Recipe.from_dict({"learning_rate": 0.1})
 
 

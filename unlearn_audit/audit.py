@@ -7,6 +7,8 @@ the checks, judge the evidence against the policy.
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import sys
 import time
 import types
@@ -17,22 +19,29 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 import unlearn_audit
 from unlearn_audit._validation import check_choice, check_positive_int
 from unlearn_audit.checks import CHECKS, CheckResult, Needs
-from unlearn_audit.checks.base import reference_role
-from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.checks.base import Cause, reference_role
+from unlearn_audit.data.datasets import Dataset, Normalization
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError, UnlearnAuditError
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, load_checkpoint
 from unlearn_audit.outputs import OutputCollector, Outputs, View
 from unlearn_audit.policy import Policy, judge
-from unlearn_audit.results import AuditResult
+from unlearn_audit.results import DEFAULT_RECIPE_NOTE, AuditResult
 from unlearn_audit.store import Store
-from unlearn_audit.train import Recipe, default_recipe, resolve_device, train_classifier
+from unlearn_audit.train import (
+    Recipe,
+    default_recipe,
+    load_recipe,
+    resolve_device,
+    train_classifier,
+)
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"train": False, "references": 0, "shadows": 0, "per_sample": False},
@@ -92,10 +101,28 @@ class AuditConfig:
 @dataclass
 class ShadowBank:
     """Shadow models of the original's architecture and recipe, each trained on a random half
-    of the population (``in_ids[k]``); the rest of the population is its "out" data."""
+    of the population (``in_ids[k]``); the rest of the population is its "out" data.
+
+    Attributes:
+        models: The shadow models.
+        in_ids: Each one's member ids (within the population).
+        given: True when the user gave them (nothing was trained for them).
+        seeds: Each one's training seed, when the audit trained it.
+    """
 
     models: list[LoadedModel]
     in_ids: list[np.ndarray]
+    given: bool = False
+    seeds: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Why something an audit needs (references, shadows) is not there, and what to do."""
+
+    cause: Cause
+    reason: str
+    remedy: str = ""
 
 
 @dataclass
@@ -113,7 +140,11 @@ class AuditContext:
     collector: OutputCollector
     store: Store
     device: torch.device
+    training_recipe: Recipe = field(default_factory=Recipe)
+    recipe_source: str = "default"
+    train_arch: tuple[str, dict[str, Any]] | None = None
     references_trained: bool = False
+    missing: dict[str, Missing] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def outputs(self, model: LoadedModel, split: str, view: View = "clean") -> Outputs:
@@ -130,23 +161,39 @@ class AuditContext:
         return roles
 
     def recipe(self) -> Recipe:
-        """The original's training recipe (or the default for its dataset and architecture)."""
-        if self.original.info.recipe:
-            return Recipe.from_dict(self.original.info.recipe)
-        return default_recipe(self.dataset.name, self.original.info.arch or "")
+        """The recipe references, shadows and probes are trained with: the one given, else the
+        one the original records, else the default (see ``recipe_source``)."""
+        return self.training_recipe
+
+    def unreadable_reason(self, model: LoadedModel) -> str:
+        """Why the layers of ``model`` cannot be read (empty when they can)."""
+        if model.fingerprint in self.collector.unreadable:
+            return self.collector.unreadable[model.fingerprint]
+        return self.collector.layers_of(model)[1]
 
     @property
     def is_class_request(self) -> bool:
         return self.splits.request.kind == "class"
 
 
-def _load(model: LoadedModel | str | Path, dataset: Dataset, role: str) -> LoadedModel:
+ModelLike = LoadedModel | nn.Module | str | Path
+
+
+def _load(
+    model: ModelLike,
+    dataset: Dataset,
+    role: str,
+    normalization: Normalization | str | None,
+) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return check_model_fits(model, dataset)
     if isinstance(model, str | Path):
         return load_checkpoint(model, dataset=dataset)
+    if isinstance(model, nn.Module):
+        return LoadedModel.from_module(model, dataset=dataset, normalization=normalization)
     raise ConfigError(
-        f"`{role}` must be a checkpoint path or a LoadedModel; got {type(model).__name__}."
+        f"`{role}` must be a checkpoint path, a LoadedModel or a torch.nn.Module; got "
+        f"{type(model).__name__}."
     )
 
 
@@ -178,6 +225,50 @@ def _check_models(original: LoadedModel, others: dict[str, LoadedModel], splits:
         )
 
 
+def resolve_recipe(
+    original: LoadedModel,
+    dataset: Dataset,
+    recipe: Recipe | dict[str, Any] | str | Path | None,
+    *,
+    override_recipe: bool = False,
+    arch: str | None = None,
+) -> tuple[Recipe, str]:
+    """The recipe references and shadows are trained with, and where it came from.
+
+    ``given`` (the ``recipe`` argument) wins; it must agree with a recipe the original's
+    checkpoint records unless ``override_recipe``. Without one, the recorded recipe is used
+    (``recorded``), else the toolkit's default for the dataset and architecture (``default``).
+
+    Raises:
+        ConfigError: The given recipe contradicts the recorded one without ``override_recipe``.
+    """
+    if isinstance(recipe, str | Path):
+        recipe = load_recipe(recipe)
+    elif isinstance(recipe, dict):
+        recipe = Recipe.from_dict(recipe)
+    recorded = Recipe.from_dict(original.info.recipe) if original.info.recipe else None
+    if recipe is not None:
+        if recorded is not None and recorded != recipe and not override_recipe:
+            raise ConfigError(
+                "the recipe given contradicts the one recorded in the original's checkpoint ("
+                + "; ".join(recipe.differences(recorded))
+                + " given vs recorded); drop the recipe to use the recorded one, or pass "
+                "override_recipe (--override-recipe) to train references with the given one."
+            )
+        return recipe, "given"
+    if recorded is not None:
+        return recorded, "recorded"
+    return default_recipe(dataset.name, original.info.arch or arch or ""), "default"
+
+
+def default_recipe_note(recipe: Recipe) -> str:
+    """The words every output uses when references were trained with a guessed recipe."""
+    return (
+        f"{DEFAULT_RECIPE_NOTE} ({recipe.describe()}), because nothing records how the original "
+        "was trained; pass --recipe (API: recipe=) to match the original"
+    )
+
+
 def _trigger(
     original: LoadedModel, trigger: Trigger | str | Path | None, dataset: Dataset
 ) -> Trigger | None:
@@ -200,19 +291,25 @@ def _needs(names: list[str]) -> Needs:
     return Needs(**merged)
 
 
+_NO_ARCH = (
+    "the original was loaded from TorchScript or a pickle, so its architecture is unknown and "
+    "no {what} can be trained like it"
+)
+
+
 def _train_like_original(
     ctx: AuditContext, member_ids: np.ndarray, *, role: str, seed: int, progress: bool
 ) -> LoadedModel:
     info = ctx.original.info
-    if info.arch is None:
-        raise ConfigError(
-            f"cannot train {role} models like the original: it was loaded from TorchScript or a "
-            "pickle, so its architecture is unknown; give references with --reference."
-        )
+    arch, arch_kwargs = (
+        (info.arch, info.arch_kwargs) if info.arch else (ctx.train_arch or (None, {}))
+    )
+    if arch is None:
+        raise ConfigError(_NO_ARCH.format(what=f"{role} models"))
     return train_classifier(
         ctx.dataset,
-        arch=info.arch,
-        arch_kwargs=info.arch_kwargs,
+        arch=arch,
+        arch_kwargs=arch_kwargs,
         recipe=ctx.recipe(),
         member_ids=member_ids,
         seed=seed,
@@ -238,28 +335,95 @@ def _build_references(ctx: AuditContext, progress: bool) -> None:
     ctx.references_trained = True
 
 
+def shadow_member_ids(population: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
+    """The member ids of the ``count`` shadow models an audit with ``seed`` trains: each a
+    random half of the population (sorted)."""
+    rng = np.random.default_rng(seed)
+    return [
+        np.sort(rng.choice(population, size=len(population) // 2, replace=False))
+        for _ in range(count)
+    ]
+
+
+def shadow_seed(seed: int, k: int) -> int:
+    """Training seed of the ``k``-th shadow model of an audit with ``seed``."""
+    return seed + 1000 + k
+
+
 def _build_shadows(ctx: AuditContext, progress: bool) -> None:
-    population = ctx.splits.population
-    rng = np.random.default_rng(ctx.config.seed)
+    halves = shadow_member_ids(ctx.splits.population, ctx.config.num_shadows or 0, ctx.config.seed)
+    seeds = [shadow_seed(ctx.config.seed, k) for k in range(len(halves))]
+    models = [
+        _train_like_original(ctx, in_ids, role="shadow", seed=seed, progress=progress)
+        for in_ids, seed in zip(halves, seeds, strict=True)
+    ]
+    ctx.shadows = ShadowBank(models=models, in_ids=halves, seeds=seeds)
+
+
+def _given_shadows(
+    shadows: ShadowBank | list[tuple[ModelLike, Any]],
+    original: LoadedModel,
+    dataset: Dataset,
+    splits: Splits,
+    normalization: Normalization | str | None,
+) -> ShadowBank:
+    """The user's shadow models, checked: same task and architecture as the original, member
+    ids inside the population."""
+    pairs = (
+        list(zip(shadows.models, shadows.in_ids, strict=True))
+        if isinstance(shadows, ShadowBank)
+        else list(shadows)
+    )
+    if not pairs:
+        raise ConfigError("`shadows` is empty; give at least one (model, member ids) pair.")
+    population = splits.population
     models, halves = [], []
-    for k in range(ctx.config.num_shadows or 0):
-        in_ids = np.sort(rng.choice(population, size=len(population) // 2, replace=False))
-        halves.append(in_ids)
-        models.append(
-            _train_like_original(
-                ctx, in_ids, role="shadow", seed=ctx.config.seed + 1000 + k, progress=progress
+    for k, pair in enumerate(pairs):
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise ConfigError(
+                f"`shadows[{k}]` must be a (model, member ids) pair; got {type(pair).__name__}."
             )
-        )
-    ctx.shadows = ShadowBank(models=models, in_ids=halves)
+        model = _load(pair[0], dataset, f"shadow {k + 1}", normalization)
+        ids = np.unique(np.asarray(pair[1], dtype=np.int64))
+        outside = np.setdiff1d(ids, population)
+        if len(ids) == 0 or len(outside) > 0:
+            raise ConfigError(
+                f"the member ids of shadow {k + 1} must lie inside the population split "
+                f"({len(population)} ids); {len(outside)} of {len(ids)} do not (e.g. "
+                f"{outside[:3].tolist()}); train shadows on population samples only (see "
+                "`unlearn-audit splits --out-dir`)."
+            )
+        arch, theirs = original.info.arch, model.info.arch
+        if (
+            arch
+            and theirs
+            and (arch, original.info.arch_kwargs) != (theirs, model.info.arch_kwargs)
+        ):
+            raise ConfigError(
+                f"shadow {k + 1} is a {theirs!r} {model.info.arch_kwargs or ''} model but the "
+                f"original is {arch!r} {original.info.arch_kwargs or ''}; shadow models must "
+                "share the original's architecture."
+            )
+        _check_models(original, {f"shadow {k + 1}": model}, splits)
+        trained_on = model.info.dataset_fingerprint
+        if trained_on is not None and trained_on != splits.dataset_fingerprint:
+            raise ConfigError(
+                f"shadow {k + 1} was trained on other data ({model.info.dataset}); give shadows "
+                "trained on this dataset's population."
+            )
+        models.append(model)
+        halves.append(ids)
+    return ShadowBank(models=models, in_ids=halves, given=True)
 
 
 def audit(
     *,
-    original: LoadedModel | str | Path,
-    unlearned: LoadedModel | str | Path,
+    original: ModelLike,
+    unlearned: ModelLike,
     dataset: Dataset,
     request: ForgetRequest | Splits,
-    references: list[LoadedModel | str | Path] | None = None,
+    references: list[ModelLike] | None = None,
+    shadows: ShadowBank | list[tuple[ModelLike, Any]] | None = None,
     profile: str = "standard",
     trigger: Trigger | str | Path | None = None,
     checks: list[str] | tuple[str, ...] | None = None,
@@ -269,21 +433,30 @@ def audit(
     num_references: int | None = None,
     num_shadows: int | None = None,
     member_ids: np.ndarray | None = None,
+    recipe: Recipe | dict[str, Any] | str | Path | None = None,
+    override_recipe: bool = False,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    normalization: Normalization | str | None = "dataset",
     conv_layer: str | None = None,
     feature_layer: str | None = None,
     device: str = "auto",
     progress: bool = False,
     created: str | None = None,
+    command_line: list[str] | None = None,
 ) -> AuditResult:
     """Audit ``unlearned`` against ``original`` for a forget request.
 
     Args:
-        original: The model before unlearning (checkpoint path or loaded model).
-        unlearned: The model under audit.
+        original: The model before unlearning: a checkpoint path, a :class:`LoadedModel`, or
+            a plain ``nn.Module`` (see ``normalization``).
+        unlearned: The model under audit (same kinds).
         dataset: The data the models were trained on.
         request: What was to be forgotten, or ready-made splits.
         references: Models retrained without the forget set; trained when not given (except
             in the ``quick`` profile).
+        shadows: The owner's shadow models instead of training them: ``(model, member ids)``
+            pairs (ids inside the population split) or a :class:`ShadowBank`.
         profile: ``quick``, ``standard`` or ``full``.
         trigger: Backdoor trigger; default the one the original's checkpoint records.
         checks: Check names to run; default all.
@@ -293,14 +466,25 @@ def audit(
         num_references: References to train when none are given.
         num_shadows: Size of the shadow bank.
         member_ids: Members of the original when not its dataset's training part.
+        recipe: How the original was trained (a :class:`Recipe`, its fields, or a TOML/JSON
+            file): references and shadows are trained with it. Default the recipe the
+            original records, else the toolkit's default, which the result then says.
+        override_recipe: Use ``recipe`` even where it contradicts the recorded one.
+        arch: Architecture (zoo name or ``module:factory``) to train references and shadows
+            with when the original records none (TorchScript, pickled or in-memory modules).
+        arch_kwargs: Arguments of ``arch``.
+        normalization: Input normalisation of plain ``nn.Module`` arguments: ``"dataset"``
+            (the dataset's usual one, default), ``None``, ``"MEAN,STD"`` or a Normalization.
         conv_layer: Convolution for Grad-CAM and channel relevance (default the last).
         feature_layer: Module whose output is the features (default the last Linear's input).
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: Progress bars for training.
         created: Timestamp written into the result (default now, UTC).
+        command_line: The command line that ran the audit, for the record (the CLI passes it).
 
     Returns:
-        The :class:`AuditResult`; ``result.passed`` is False when a claim failed.
+        The :class:`AuditResult`; ``result.outcome`` is ``FAIL`` when a claim failed and
+        ``INCONCLUSIVE`` when none failed but an applicable claim could not be judged.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -319,22 +503,31 @@ def audit(
         if isinstance(request, Splits)
         else make_splits(dataset, request, member_ids=member_ids)
     )
-    original_model = _load(original, dataset, "original")
-    unlearned_model = _load(unlearned, dataset, "unlearned")
-    given = [_load(r, dataset, "reference") for r in references or []]
+    original_model = _load(original, dataset, "original", normalization)
+    unlearned_model = _load(unlearned, dataset, "unlearned", normalization)
+    given = [_load(r, dataset, "reference", normalization) for r in references or []]
     _check_models(
         original_model,
         {"unlearned": unlearned_model} | {reference_role(i): r for i, r in enumerate(given)},
         splits,
     )
+    shadow_bank = (
+        _given_shadows(shadows, original_model, dataset, splits, normalization)
+        if shadows is not None
+        else None
+    )
+    training_recipe, recipe_source = resolve_recipe(
+        original_model, dataset, recipe, override_recipe=override_recipe, arch=arch
+    )
     trigger_spec = _trigger(original_model, trigger, dataset)
+    given_references = len(given)
     ctx = AuditContext(
         dataset=dataset,
         splits=splits,
         original=original_model,
         unlearned=unlearned_model,
         references=given,
-        shadows=None,
+        shadows=shadow_bank,
         trigger=trigger_spec,
         config=config,
         collector=OutputCollector(
@@ -347,6 +540,9 @@ def audit(
         ),
         store=store if store is not None else Store(),
         device=resolved_device,
+        training_recipe=training_recipe,
+        recipe_source=recipe_source,
+        train_arch=(arch, dict(arch_kwargs or {})) if arch else None,
     )
     names = list(config.checks) if config.checks is not None else CHECKS.names()
     needs = _needs(names)
@@ -354,42 +550,37 @@ def audit(
 
     start = time.perf_counter()
     hits, misses = ctx.store.hits, ctx.store.misses
-    build_notes: dict[str, str] = {}
-    if (needs.references or needs.compare) and not ctx.references:
-        if config.trains and (config.num_references or 0) > 0:
-            try:
-                _build_references(ctx, progress)
-            except UnlearnAuditError as exc:
-                build_notes["references"] = str(exc)
-        else:
-            build_notes["references"] = (
-                f"the {config.profile} profile trains no reference; give one with --reference"
-            )
-            if needs.compare:
-                ctx.notes.append("no reference model: checks report no yardstick")
-    if needs.shadows:
-        if config.trains and (config.num_shadows or 0) > 0:
-            try:
-                _build_shadows(ctx, progress)
-            except UnlearnAuditError as exc:
-                build_notes["shadows"] = str(exc)
-        else:
-            build_notes["shadows"] = f"the {config.profile} profile trains no shadow models"
+    _build(ctx, needs, progress)
     timings["build"] = time.perf_counter() - start
-    built = {"trained": ctx.store.misses - misses, "reused": ctx.store.hits - hits}
+    built = {
+        "trained": ctx.store.misses - misses,
+        "reused": ctx.store.hits - hits,
+        "given_references": given_references,
+        "given_shadows": len(shadow_bank.models) if shadow_bank else 0,
+    }
+    if ctx.recipe_source == "default" and (ctx.references_trained or _trained_shadows(ctx)):
+        ctx.notes.insert(0, default_recipe_note(ctx.recipe()))
 
     results: dict[str, CheckResult] = {}
     for name in tqdm(names, desc="checks", disable=None if progress else True, leave=False):
         check_start = time.perf_counter()
-        results[name] = _run_check(ctx, name, build_notes)
+        results[name] = _run_check(ctx, name)
         results[name].seconds = time.perf_counter() - check_start
         timings[f"check:{name}"] = results[name].seconds
 
     start = time.perf_counter()
-    verdicts = judge(results, splits, policy)
+    verdicts = judge(results, splits, policy, missing=ctx.missing)
+    models = _describe_models(ctx)
+    ctx.notes.extend(_readability_notes(ctx, results))
     timings["judge"] = time.perf_counter() - start
-    return AuditResult(
-        config=config.to_dict() | {"policy": policy.source, "models_built": built},
+    result = AuditResult(
+        config=config.to_dict()
+        | {
+            "policy": policy.source,
+            "models_built": built,
+            "recipe": ctx.recipe().to_dict(),
+            "recipe_source": ctx.recipe_source,
+        },
         dataset={
             "name": dataset.name,
             "fingerprint": dataset.fingerprint,
@@ -398,38 +589,106 @@ def audit(
             "input_shape": list(dataset.input_shape),
         },
         request=splits.summary() | {"description": splits.request.describe()},
-        models={role: _describe(model) for role, model in ctx.roles()}
-        | {
-            f"shadow_{k + 1}": _describe(m)
-            for k, m in enumerate(ctx.shadows.models if ctx.shadows else [])
-        },
+        models=models,
         checks=results,
         verdicts=verdicts,
         timings=timings,
-        versions={
-            "unlearn_audit": unlearn_audit.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
+        versions=_versions(),
         created=created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         notes=ctx.notes,
+        record=_record(ctx, policy, resolved_device, command_line),
     )
+    result.limitations = _limitations(ctx, result)
+    return result
 
 
-def _run_check(ctx: AuditContext, name: str, build_notes: dict[str, str]) -> CheckResult:
+def _trained_shadows(ctx: AuditContext) -> bool:
+    return ctx.shadows is not None and not ctx.shadows.given
+
+
+def _build(ctx: AuditContext, needs: Needs, progress: bool) -> None:
+    """References and the shadow bank the checks need: given, from the store, or trained.
+
+    What cannot be had goes into ``ctx.missing`` with its cause: the user's choice (profile,
+    counts of zero) or models that do not allow it (an architecture nobody named). A training
+    run that fails (a recipe that diverges) is an error, not a missing piece.
+    """
+    config = ctx.config
+    if (needs.references or needs.compare) and not ctx.references:
+        _build_part(
+            ctx,
+            "references",
+            config.num_references or 0,
+            _build_references,
+            progress,
+            label=("reference model", "reference", "--references"),
+            given="references with --reference",
+        )
+        if "references" in ctx.missing and needs.compare:
+            ctx.notes.append("no reference model: checks report no yardstick")
+    if needs.shadows and ctx.shadows is None:
+        _build_part(
+            ctx,
+            "shadows",
+            config.num_shadows or 0,
+            _build_shadows,
+            progress,
+            label=("shadow bank", "shadow models", "--shadows"),
+            given="shadow models with --shadow and --shadow-members",
+        )
+
+
+def _build_part(
+    ctx: AuditContext,
+    what: str,
+    count: int,
+    build: Any,
+    progress: bool,
+    *,
+    label: tuple[str, str, str],
+    given: str,
+) -> None:
+    name, noun, flag = label
+    if not ctx.config.trains or count == 0:
+        why = (
+            f"the {ctx.config.profile} profile trains no {noun}"
+            if not ctx.config.trains
+            else f"none was asked for ({flag} 0)"
+        )
+        ctx.missing[what] = Missing("not_run", f"no {name}: {why}", f"give {given}")
+        return
+    if ctx.original.info.arch is None and ctx.train_arch is None:
+        ctx.missing[what] = Missing(
+            "unjudgeable",
+            f"no {name}: " + _NO_ARCH.format(what=noun),
+            "give the original's architecture with --arch (API: arch=) so they can be trained "
+            f"like it, or give {given}",
+        )
+        return
+    build(ctx, progress)
+
+
+def _run_check(ctx: AuditContext, name: str) -> CheckResult:
     check = CHECKS.get(name)()
     needs = check.needs
-    if needs.shadows and ctx.shadows is None:
-        return CheckResult.not_applicable(name, f"no shadow bank: {build_notes.get('shadows', '')}")
-    if needs.references and not ctx.references:
-        return CheckResult.not_applicable(
-            name, f"no reference model: {build_notes.get('references', '')}"
-        )
+    for what, wanted, present in (
+        ("shadows", needs.shadows, ctx.shadows is not None),
+        ("references", needs.references, bool(ctx.references)),
+    ):
+        if wanted and not present:
+            missing = ctx.missing.get(what, Missing("not_run", f"no {what}"))
+            return CheckResult.not_applicable(
+                name, missing.reason, cause=missing.cause, remedy=missing.remedy
+            )
     if needs.training and not ctx.config.trains:
-        return CheckResult.not_applicable(name, f"the {ctx.config.profile} profile trains nothing")
+        return CheckResult.not_applicable(
+            name, f"the {ctx.config.profile} profile trains nothing", cause="not_run"
+        )
     if needs.trigger and ctx.trigger is None:
         return CheckResult.not_applicable(
-            name, "no backdoor trigger: train the original with --backdoor or give --trigger"
+            name,
+            "no backdoor trigger: train the original with --backdoor or give --trigger",
+            cause="not_applicable",
         )
     try:
         return check.run(ctx)
@@ -444,10 +703,193 @@ def _describe(model: LoadedModel) -> dict[str, Any]:
         "kind": model.kind,
         "source": Path(model.source).name if model.source else "",
         "arch": info.arch,
+        "arch_kwargs": info.arch_kwargs,
         "dataset_fingerprint": info.dataset_fingerprint,
         "members_fingerprint": info.members_fingerprint,
         "seed": info.seed,
+        "recipe": info.recipe,
     }
+
+
+def _accuracy(ctx: AuditContext, model: LoadedModel, split: str, ids: Any = None) -> float | None:
+    """Accuracy of ``model`` on a split (or the ``ids`` part of it), through the collector."""
+    out = ctx.outputs(model, split)
+    correct = out.correct if ids is None else out.correct[np.isin(out.ids, ids)]
+    return float(np.mean(correct)) if len(correct) else None
+
+
+def _describe_models(ctx: AuditContext) -> dict[str, Any]:
+    """Every model of the audit with its origin, recipe, seed, member-id fingerprint and its
+    accuracy on its own training samples and on test, so a reader can see at a glance whether
+    the references resemble the original."""
+    models: dict[str, Any] = {}
+    members = np.concatenate([ctx.splits.forget, ctx.splits.retain])
+    for role, model in ctx.roles():
+        entry = _describe(model)
+        if role == "original":
+            trained = [_accuracy(ctx, model, "forget"), _accuracy(ctx, model, "retain")]
+            n_forget = len(ctx.splits.forget)
+            entry["accuracy"] = {
+                "members": None
+                if None in trained
+                else (trained[0] * n_forget + trained[1] * (len(members) - n_forget))  # type: ignore[operator]
+                / len(members),
+                "test": _accuracy(ctx, model, "test"),
+            }
+            entry["origin"] = "given"
+        else:
+            entry["accuracy"] = {
+                "members": _accuracy(ctx, model, "retain"),
+                "test": _accuracy(ctx, model, "test"),
+            }
+            entry["origin"] = (
+                "trained by the audit"
+                if role.startswith("reference") and ctx.references_trained
+                else "given"
+            )
+        models[role] = entry
+    if ctx.shadows is not None:
+        for k, (model, in_ids) in enumerate(
+            zip(ctx.shadows.models, ctx.shadows.in_ids, strict=True)
+        ):
+            entry = _describe(model)
+            entry["members_fingerprint"] = entry["members_fingerprint"] or _ids_fingerprint(in_ids)
+            entry["accuracy"] = {
+                "members": _accuracy(ctx, model, "population", in_ids),
+                "test": _accuracy(ctx, model, "test"),
+            }
+            entry["origin"] = "given" if ctx.shadows.given else "trained by the audit"
+            models[f"shadow_{k + 1}"] = entry
+    for entry in models.values():
+        if entry["origin"] == "trained by the audit":
+            entry["recipe_source"] = ctx.recipe_source
+    return models
+
+
+def _ids_fingerprint(ids: np.ndarray) -> str:
+    from unlearn_audit._hashing import fingerprint_ids
+
+    return fingerprint_ids(ids)
+
+
+def _readability_notes(ctx: AuditContext, results: dict[str, CheckResult]) -> list[str]:
+    """One note per model whose layers could not be read, naming the checks that lost them."""
+    notes = []
+    for role, model in ctx.roles():
+        if model.hookable is not None and model.fingerprint not in ctx.collector.unreadable:
+            if model.is_compiled:
+                notes.append(f"{role} (TorchScript): layers {model.readable_note}")
+            continue
+        if not model.is_compiled and model.fingerprint not in ctx.collector.unreadable:
+            continue
+        lost = [
+            n for n in ("representation", "saliency") if n in results and results[n].status == "na"
+        ]
+        notes.append(
+            f"{role} (TorchScript): only its logits could be read, as "
+            f"{ctx.unreadable_reason(model)}"
+            + (f"; checks that lost its layers: {', '.join(lost)}" if lost else "")
+        )
+    return notes
+
+
+_VERSIONED = (
+    "unlearn-audit",
+    "torch",
+    "torchvision",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "captum",
+)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["unlearn-audit"] = unlearn_audit.__version__
+    return versions
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record(
+    ctx: AuditContext, policy: Policy, device: torch.device, command_line: list[str] | None
+) -> dict[str, Any]:
+    """What a compliance reader needs to reproduce and trust the audit."""
+    files: dict[str, Any] = {}
+    roles = list(ctx.roles())
+    if ctx.shadows is not None and ctx.shadows.given:
+        roles += [(f"shadow_{k + 1}", m) for k, m in enumerate(ctx.shadows.models)]
+    for role, model in roles:
+        if model.source and Path(model.source).is_file():
+            files[role] = {"file": Path(model.source).name, "sha256": _sha256(model.source)}
+        else:
+            files[role] = {"file": None, "sha256": None, "note": "in memory (no file)"}
+    device_name = str(device)
+    if device.type == "cuda":
+        device_name += f" ({torch.cuda.get_device_name(device)})"
+    seeds: dict[str, Any] = {"audit": ctx.config.seed}
+    if ctx.splits.request.kind == "random":
+        seeds["request"] = getattr(ctx.splits.request, "seed", None)
+    seeds["references"] = [m.info.seed for m in ctx.references]
+    if ctx.shadows is not None:
+        seeds["shadows"] = ctx.shadows.seeds or [m.info.seed for m in ctx.shadows.models]
+    return {
+        "device": device_name,
+        "command_line": list(command_line) if command_line is not None else None,
+        "files": files,
+        "policy": {"source": policy.source, "sha256": policy.sha256},
+        "recipe": {"source": ctx.recipe_source, "recipe": ctx.recipe().to_dict()},
+        "seeds": seeds,
+    }
+
+
+def _limitations(ctx: AuditContext, result: AuditResult) -> list[str]:
+    """What this audit could not show, in plain words (the report's "limitations" section)."""
+    items = []
+    for verdict in result.verdicts:
+        if verdict.status in ("N/A", "INCONCLUSIVE"):
+            line = f"{verdict.claim} was not judged ({verdict.status}): {verdict.evidence}"
+            if verdict.remedy:
+                line += f"; remedy: {verdict.remedy}"
+            items.append(line)
+    for name, check in result.checks.items():
+        if check.status == "na" and check.cause != "not_run":
+            items.append(f"the {name} check could not run: {check.reason}")
+        for attack, table in check.metrics.items() if name == "membership" else []:
+            if not isinstance(table, dict):
+                continue
+            for role, entry in table.items():
+                if not isinstance(entry, dict):
+                    continue
+                for key, rate_entry in entry.items():
+                    if isinstance(rate_entry, dict) and rate_entry.get("resolvable") is False:
+                        items.append(
+                            f"{attack} {key.replace('_', ' ')} ({role}) is unresolved: "
+                            f"{rate_entry.get('nonmembers')} non-members cannot resolve that "
+                            "false-positive rate"
+                        )
+    if ctx.recipe_source == "default" and (ctx.references_trained or _trained_shadows(ctx)):
+        items.append(default_recipe_note(ctx.recipe()))
+    if len(ctx.references) == 1:
+        items.append(
+            "one reference seed: the seed-to-seed spread of a retrained model is not measured, "
+            "so a gap within that spread may be judged as a difference (use --references 2 or more)"
+        )
+    return items
 
 
 class _CallableModule(types.ModuleType):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -115,10 +116,30 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "training recipe", "defaults depend on the dataset and architecture"
-    )
+def _add_recipe_options(parser: argparse.ArgumentParser, *, audit: bool = False) -> None:
+    if audit:
+        group = parser.add_argument_group(
+            "the original's training recipe",
+            "how the original was trained: references and shadow models are trained the same "
+            "way (default: the recipe the original's checkpoint records, else the toolkit's "
+            "default, which the report then says)",
+        )
+        group.add_argument(
+            "--recipe",
+            metavar="FILE",
+            help="TOML or JSON file of recipe fields (optimizer, lr, epochs, batch_size, "
+            "momentum, weight_decay, schedule, milestones, gamma, augment, label_smoothing); "
+            "the options below change single fields",
+        )
+        group.add_argument(
+            "--override-recipe",
+            action="store_true",
+            help="use the given recipe even where it contradicts the one the original records",
+        )
+    else:
+        group = parser.add_argument_group(
+            "training recipe", "defaults depend on the dataset and architecture"
+        )
     group.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
     group.add_argument("--lr", type=float, metavar="X", help="peak learning rate")
     group.add_argument("--epochs", type=int, metavar="N")
@@ -135,14 +156,34 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         help="random shifts (and flips where the dataset allows them)",
     )
     group.add_argument("--label-smoothing", type=float, metavar="X")
-    group.add_argument(
-        "--seed", type=int, default=0, help="training seed, also of --forget-random (default: 0)"
-    )
+    if not audit:  # an audit's --seed comes with the request options
+        group.add_argument(
+            "--seed",
+            type=int,
+            default=0,
+            help="training seed, also of --forget-random (default: 0)",
+        )
+
+
+def _add_role_options(parser: argparse.ArgumentParser) -> None:
+    for role in ("unlearned", "reference"):
+        group = parser.add_argument_group(
+            f"{role} model's architecture",
+            f"override --arch, --arch-kwargs and --normalize for the {role} checkpoint(s)",
+        )
+        group.add_argument(f"--{role}-arch", metavar="ARCH", help="zoo name or module:factory")
+        group.add_argument(f"--{role}-arch-kwargs", metavar="JSON")
+        group.add_argument(f"--{role}-normalize", metavar="none|MEAN,STD")
 
 
 def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("foreign checkpoints")
-    group.add_argument("--arch", help="architecture of a state_dict: zoo name or module:factory")
+    group.add_argument(
+        "--arch",
+        help="architecture of a state_dict: zoo name or module:factory (for every checkpoint "
+        "unless a --ROLE-arch says otherwise; for a TorchScript original, also what its "
+        "references and shadows are trained as)",
+    )
     group.add_argument("--arch-kwargs", metavar="JSON", help="extra factory arguments")
     group.add_argument(
         "--normalize",
@@ -290,9 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit = verbs.add_parser(
         "audit",
         help="audit an unlearned model against its original",
-        description="Gather the evidence of every check, judge it against "
-        "the policy and write result.json. Exit 0 when no claim "
-        "fails, 2 when one does, 1 on error.",
+        description="Gather the evidence of every check, judge it against the policy and "
+        "write result.json and the report. Exit codes: 0 every claim passed or warned; 1 an "
+        "error (bad input); 2 a malformed command line; 3 at least one claim failed; 4 "
+        "inconclusive (no claim failed, but a claim that applies could not be judged from "
+        "these models).",
     )
     models = audit.add_argument_group("models")
     models.add_argument(
@@ -321,6 +364,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument("--shadows", type=int, metavar="K", help="shadow models (default 4)")
     options.add_argument(
+        "--shadow",
+        nargs="+",
+        metavar="CKPT",
+        help="your own shadow models (of the original's architecture) instead of training them",
+    )
+    options.add_argument(
+        "--shadow-members",
+        nargs="+",
+        metavar="FILE",
+        help="one id file per --shadow: the population samples it was trained on",
+    )
+    options.add_argument(
+        "--fail-on",
+        choices=("fail", "inconclusive", "warn"),
+        default="fail",
+        help="lowest outcome that exits 3: fail (default; inconclusive exits 4), "
+        "inconclusive, or warn (a warning or an inconclusive claim exits 3 too)",
+    )
+    options.add_argument(
         "--trigger",
         metavar="TRIGGER.json",
         help="backdoor trigger of a foreign original (ours record theirs)",
@@ -336,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="where result.json, report.html and report.pdf go (default: reports/audit)",
     )
     _add_checkpoint_options(audit)
+    _add_role_options(audit)
+    _add_recipe_options(audit, audit=True)
     _add_runtime_options(audit)
     _add_json_option(audit)
     audit.set_defaults(run=cmd_audit)
@@ -424,14 +488,34 @@ def _add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """Warnings as the CLI's errors are: one line, no source location."""
+    return f"{PROG}: warning: {message}\n"
+
+
 def _version_text() -> str:
     return f"{PROG} {__version__}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = [PROG, *(sys.argv[1:] if argv is None else argv)]
     run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is None:
         parser.print_help()

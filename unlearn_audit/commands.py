@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import textwrap
 import time
@@ -32,7 +33,8 @@ def _json_dict(text: str | None, option: str) -> dict[str, Any]:
     return value
 
 
-def _recipe(args: argparse.Namespace, dataset: str, arch: str) -> Any:
+def _recipe(args: argparse.Namespace, dataset: str, arch: str, base: Any = None) -> Any:
+    """The recipe options applied to ``base`` (default: the toolkit's default recipe)."""
     from unlearn_audit.train import default_recipe
 
     milestones = None
@@ -44,7 +46,8 @@ def _recipe(args: argparse.Namespace, dataset: str, arch: str) -> Any:
                 "`--milestones` must be comma-separated epochs like 10,20; "
                 f"got {args.milestones!r}."
             ) from None
-    return default_recipe(dataset, arch).with_options(
+    base = base if base is not None else default_recipe(dataset, arch)
+    return base.with_options(
         optimizer=args.optimizer,
         lr=args.lr,
         epochs=args.epochs,
@@ -69,6 +72,35 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def _check_out_dir(path: str | Path, flag: str) -> Path:
+    """``path`` as a Path, once it is known that files can be written into it (it is created
+    later if missing); checked before any work, so a bad ``--out`` costs no training."""
+    from unlearn_audit._io import out_dir_problem
+
+    problem = out_dir_problem(path)
+    if problem is not None:
+        raise ConfigError(
+            f"`{flag}` must be a folder you can write into; got {str(path)!r}, but {problem}; "
+            "choose another folder (missing ones are created)."
+        )
+    return Path(path)
+
+
+def _check_out_file(path: str | Path, flag: str) -> Path:
+    """``path`` as a Path, once it is known that it can be written (its folders are created
+    later if missing)."""
+    from unlearn_audit._io import out_dir_problem
+
+    out = Path(path)
+    problem = f"{str(out)!r} is a folder" if out.is_dir() else out_dir_problem(out.parent)
+    if problem is not None:
+        raise ConfigError(
+            f"`{flag}` must be a file path you can write; got {str(path)!r}, but {problem}; "
+            "choose another path (missing folders are created)."
+        )
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.models.checkpoints import save_checkpoint
@@ -78,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"`--out` must end in .safetensors; got {args.out!r}.")
+    _check_out_file(out, "--out")
     dataset = load_dataset(args.dataset, args.data_root)
     members = _members(args, dataset)
     recipe = _recipe(args, dataset.name, args.arch)
@@ -307,6 +340,8 @@ def load_request(args: argparse.Namespace, dataset: Any = None) -> tuple[Any, An
 def cmd_splits(args: argparse.Namespace) -> int:
     from unlearn_audit._io import write_atomic
 
+    if args.out_dir:
+        _check_out_dir(args.out_dir, "--out-dir")
     dataset, splits = load_request(args)
     print(f"{dataset.name} (fingerprint {dataset.fingerprint}): {splits.request.describe()}")
     for name in splits.names():
@@ -329,18 +364,43 @@ def _id_writer(ids: Any) -> Callable[[Path], None]:
     return write
 
 
-def load_model_from_args(path: str, dataset: Any, args: argparse.Namespace) -> Any:
-    """A checkpoint loaded with the foreign-checkpoint options, checked against ``dataset``."""
+def load_model_from_args(
+    path: str, dataset: Any, args: argparse.Namespace, role: str | None = None
+) -> Any:
+    """A checkpoint loaded with the foreign-checkpoint options, checked against ``dataset``.
+
+    ``role`` (``unlearned``, ``reference``) picks that role's ``--ROLE-arch``,
+    ``--ROLE-arch-kwargs`` and ``--ROLE-normalize`` over the shared ones where given.
+    """
     from unlearn_audit.models.checkpoints import load_checkpoint
 
+    arch, kwargs, normalize = _role_arch(args, role)
     return load_checkpoint(
         path,
         dataset=dataset,
-        arch=args.arch,
-        arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
-        normalize=args.normalize,
+        arch=arch,
+        arch_kwargs=kwargs,
+        normalize=normalize,
         trust_checkpoint=args.trust_checkpoint,
     )
+
+
+def _role_arch(
+    args: argparse.Namespace, role: str | None
+) -> tuple[str | None, dict[str, Any], str | None]:
+    """``--arch``, ``--arch-kwargs`` and ``--normalize``, overridden by the role's own."""
+    arch, kwargs_text, kwargs_flag = args.arch, args.arch_kwargs, "--arch-kwargs"
+    normalize = args.normalize
+    if role is not None:
+        own = getattr(args, f"{role}_arch", None)
+        if own is not None:
+            # a role's own architecture does not inherit the shared arguments
+            arch, kwargs_text = own, None
+        if getattr(args, f"{role}_arch_kwargs", None) is not None:
+            kwargs_text, kwargs_flag = getattr(args, f"{role}_arch_kwargs"), f"--{role}-arch-kwargs"
+        if getattr(args, f"{role}_normalize", None) is not None:
+            normalize = getattr(args, f"{role}_normalize")
+    return arch, _json_dict(kwargs_text, kwargs_flag), normalize
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -352,7 +412,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, args.data_root)
     model = load_model_from_args(args.checkpoint, dataset, args)
     info = model.info
-    layers = find_layers(model.module, conv_layer=args.conv_layer, feature_layer=args.feature_layer)
+    hookable = model.hookable
+    layers = (
+        None
+        if hookable is None
+        else find_layers(hookable, conv_layer=args.conv_layer, feature_layer=args.feature_layer)
+    )
     norm = model.normalization
     print(f"{args.checkpoint}: {model.kind} checkpoint, fingerprint {model.fingerprint}")
     kwargs = f" {json.dumps(info.arch_kwargs)}" if info.arch_kwargs else ""
@@ -371,8 +436,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 f"  training       {len(history['epochs'])} epochs, {history['steps']} steps, "
                 f"{history['seconds']:.1f} s, final loss {last['loss']:.4f}"
             )
-    print(f"  last conv      {layers.conv or '(none)'}")
-    print(f"  features       {layers.features_from} of {layers.features}")
+    if layers is None:
+        print(f"  layers         not readable: {model.readable_note}")
+    else:
+        if model.is_compiled:
+            print(f"  layers         {model.readable_note} (checked on every batch)")
+        print(f"  last conv      {layers.conv or '(none)'}")
+        print(f"  features       {layers.features_from} of {layers.features}")
     model.module.to(device)
     if args.member_ids:
         members = _members(args, dataset)
@@ -385,10 +455,80 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+_RECIPE_FLAGS = (
+    "optimizer",
+    "lr",
+    "epochs",
+    "batch_size",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "milestones",
+    "gamma",
+    "augment",
+    "label_smoothing",
+)
+
+
+def _audit_recipe(args: argparse.Namespace, dataset: Any, original: Any) -> Any:
+    """The recipe given by --recipe and the recipe options, or ``None`` when none is given.
+
+    Single options change the file's fields; without a file they change the recipe the
+    original records (or the default one).
+    """
+    from unlearn_audit.train import Recipe, load_recipe
+
+    flags = any(getattr(args, name) is not None for name in _RECIPE_FLAGS)
+    if args.recipe is None and not flags:
+        if args.override_recipe:
+            raise ConfigError("`--override-recipe` needs a recipe: add --recipe FILE or --lr etc.")
+        return None
+    base = load_recipe(args.recipe) if args.recipe else None
+    if base is None and original.info.recipe:
+        base = Recipe.from_dict(original.info.recipe)
+    return _recipe(args, dataset.name, original.info.arch or args.arch or "", base)
+
+
+def _given_shadows(args: argparse.Namespace, dataset: Any) -> list[tuple[Any, Any]] | None:
+    from unlearn_audit.data.splits import read_id_file
+
+    if not args.shadow and not args.shadow_members:
+        return None
+    checkpoints, members = args.shadow or [], args.shadow_members or []
+    if len(checkpoints) != len(members):
+        raise ConfigError(
+            f"`--shadow` gives {len(checkpoints)} checkpoint(s) but `--shadow-members` "
+            f"{len(members)} id file(s); give one id file per shadow model, in the same order."
+        )
+    return [
+        (
+            load_model_from_args(path, dataset, args),
+            read_id_file(ids, what=f"member ids of shadow {path}"),
+        )
+        for path, ids in zip(checkpoints, members, strict=True)
+    ]
+
+
+EXIT_FAILED = 3
+EXIT_INCONCLUSIVE = 4
+
+
+def audit_exit_code(outcome: str, fail_on: str = "fail") -> int:
+    """The exit code of an audit with ``outcome`` under ``--fail-on``."""
+    if outcome == "FAIL":
+        return EXIT_FAILED
+    if outcome == "INCONCLUSIVE":
+        return EXIT_FAILED if fail_on in ("inconclusive", "warn") else EXIT_INCONCLUSIVE
+    if outcome == "WARN" and fail_on == "warn":
+        return EXIT_FAILED
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from unlearn_audit.audit import audit
     from unlearn_audit.checks import CHECKS
 
+    _check_out_dir(args.out, "--out")
     dataset, splits = load_request(args)
     checks = None
     if args.checks:
@@ -396,14 +536,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for name in checks:
             CHECKS.get(name)
     original = load_model_from_args(args.original, dataset, args)
-    unlearned = load_model_from_args(args.unlearned, dataset, args)
-    references = [load_model_from_args(path, dataset, args) for path in args.reference or []]
+    unlearned = load_model_from_args(args.unlearned, dataset, args, "unlearned")
+    references = [
+        load_model_from_args(path, dataset, args, "reference") for path in args.reference or []
+    ]
+    shadows = _given_shadows(args, dataset)
+    recipe = _audit_recipe(args, dataset, original)
     result = audit(
         original=original,
         unlearned=unlearned,
         dataset=dataset,
         request=splits,
         references=references,
+        shadows=shadows,
         profile=args.profile,
         trigger=args.trigger,
         checks=checks,
@@ -412,23 +557,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_references=args.references,
         num_shadows=args.shadows,
+        recipe=recipe,
+        override_recipe=args.override_recipe,
+        arch=args.arch,
+        arch_kwargs=_json_dict(args.arch_kwargs, "--arch-kwargs"),
         conv_layer=args.conv_layer,
         feature_layer=args.feature_layer,
         device=args.device,
         progress=not args.quiet,
+        command_line=getattr(args, "command_line", None),
     )
     out = result.save(Path(args.out) / "result.json")
     files = _write_report(result, Path(args.out), pdf=not args.no_pdf, quiet=args.json)
+    code = audit_exit_code(result.outcome, args.fail_on)
     if args.json:
         print(
             json.dumps(
                 {
+                    "outcome": result.outcome,
                     "passed": result.passed,
+                    "exit_code": code,
+                    "headline": result.headline(),
                     "verdicts": [vars(v) for v in result.verdicts],
                     "checks": {
-                        n: {"status": c.status, "reason": c.reason}
+                        n: {"status": c.status, "reason": c.reason, "cause": c.cause}
                         for n, c in result.checks.items()
                     },
+                    "notes": result.notes,
                     "files": {
                         "result": str(out),
                         "html": str(files.html),
@@ -445,7 +600,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"wrote {files.html}")
         if files.pdf is not None:
             print(f"wrote {files.pdf}")
-    return 0 if result.passed else 2
+    return code
 
 
 def _write_report(result: Any, out_dir: Path, *, pdf: bool, quiet: bool = False) -> Any:
@@ -462,8 +617,8 @@ def _write_report(result: Any, out_dir: Path, *, pdf: bool, quiet: bool = False)
 def cmd_report(args: argparse.Namespace) -> int:
     from unlearn_audit.results import AuditResult
 
+    out = _check_out_dir(args.out, "--out") if args.out else Path(args.result).parent
     result = AuditResult.load(args.result)
-    out = Path(args.out) if args.out else Path(args.result).parent
     files = _write_report(result, out, pdf=not args.no_pdf)
     print(f"wrote {files.html}")
     if files.pdf is not None:
@@ -483,9 +638,12 @@ def cmd_checks(args: argparse.Namespace) -> int:
 
 
 def format_summary(result: Any) -> str:
-    """The terminal summary: one verdict line per claim, then the state of every check."""
+    """The terminal summary: what must be read first (identical models, an inconclusive
+    audit), the outcome, one verdict line per claim, the notes, the state of every check."""
     models = result.models
-    lines = [
+    lines = [*result.headline()]
+    lines += [
+        f"outcome: {result.outcome}",
         f"audit: {result.request['description']} on {result.dataset['name']} "
         f"(unlearned {models['unlearned']['fingerprint']}, original "
         f"{models['original']['fingerprint']}, profile {result.config['profile']})",
@@ -498,6 +656,8 @@ def format_summary(result: Any) -> str:
             f"  {verdict.claim:20} {verdict.status:7} {measured:>9} {reference:>9}  "
             f"{verdict.evidence}"
         )
+    for note in result.notes:
+        lines.append(f"  note: {note}")
     states = []
     for name, check in result.checks.items():
         state = f"{name} ok" if check.status == "ok" else f"{name} N/A ({check.reason})"
@@ -561,7 +721,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from unlearn_audit.update_log import UpdateRecorder, save_update_log
 
     device = resolve_device(args.device)
-    out = Path(args.out_dir)
+    out = _check_out_dir(args.out_dir, "--out-dir")
     store = Store(args.cache_dir)
     dataset = load_dataset("digits")
     if args.forget_random is not None:
@@ -614,6 +774,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if originals[name] is not original:
                 save_checkpoint(originals[name], out / name / "original.safetensors")
     results, summary = {}, []
+    pdf_error = ""
     for name, model in tqdm(
         subjects.items(), desc="audit", disable=None if not args.quiet else True
     ):
@@ -631,6 +792,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         result.save(out / name / "result.json")
         files = write_report(result, out / name, pdf=not args.no_pdf)
+        pdf_error = pdf_error or files.pdf_error
         results[name] = result
         summary.append(
             {
@@ -640,6 +802,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "verdicts": {v.claim: v.status for v in result.verdicts},
             }
         )
+    if pdf_error:  # once, not once per model
+        print(f"unlearn-audit: warning: {pdf_error}", file=sys.stderr)
     links = {name: f"{name}/report.html" for name in results}
     comparison = write_comparison(results, out, links=links)
     seconds = time.perf_counter() - start
@@ -733,6 +897,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"`--out` must end in .safetensors; got {args.out!r}.")
+    _check_out_file(out, "--out")
     spec = METHOD_PLUGINS.get(args.method)
     device = resolve_device(args.device)
     dataset, splits = load_request(args)

@@ -49,3 +49,7 @@ class UnsafeCheckpointError(CheckpointError, PermissionError):
 
 class StoreError(UnlearnAuditError, OSError):
     """The on-disk store cannot be used."""
+
+
+class OutputError(UnlearnAuditError, OSError):
+    """An output file or folder cannot be written where it was asked for."""

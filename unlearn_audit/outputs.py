@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.models.checkpoints import LoadedModel, logits_agree
 from unlearn_audit.models.layers import LayerInfo, LayerRecorder, find_layers
 
 View = Literal["clean", "hflip", "vflip", "crop90", "trigger"]
@@ -94,10 +94,11 @@ def readable_layers(
     model: LoadedModel, *, conv_layer: str | None = None, feature_layer: str | None = None
 ) -> tuple[LayerInfo | None, str]:
     """The layers outputs can record for ``model``, or ``None`` and the reason why not."""
-    if isinstance(model.module.net, torch.jit.ScriptModule):
-        return None, "TorchScript models run no Python hooks; load a state_dict with --arch"
+    hookable = model.hookable
+    if hookable is None:
+        return None, model.readable_note or "TorchScript models run no Python hooks"
     try:
-        return find_layers(model.module, conv_layer=conv_layer, feature_layer=feature_layer), ""
+        return find_layers(hookable, conv_layer=conv_layer, feature_layer=feature_layer), ""
     except ConfigError as exc:
         return None, str(exc)
 
@@ -133,6 +134,9 @@ class OutputCollector:
         self.feature_layer = feature_layer
         self.passes: Counter[tuple[str, str, str]] = Counter()
         self._cache: dict[tuple[str, str, str], Outputs] = {}
+        # TorchScript models whose readable view disagreed with their own logits on a batch:
+        # their layers are not read at all (fingerprint -> what happened)
+        self.unreadable: dict[str, str] = {}
 
     def get(
         self, model: LoadedModel, ids: np.ndarray, ids_fingerprint: str, view: View = "clean"
@@ -150,27 +154,50 @@ class OutputCollector:
 
     def _collect(self, model: LoadedModel, ids: np.ndarray, view: View) -> Outputs:
         layers, _ = self.layers_of(model)
+        if model.fingerprint in self.unreadable:
+            layers = None
         record: dict[str, tuple[str, Literal["input", "output"]]] = {}
         if layers is not None:
             record["features"] = (layers.features, layers.features_from)
             if layers.conv is not None:
                 record["conv"] = (layers.conv, "output")
         module = model.module.to(self.device).eval()
+        # a TorchScript model's layers are read through its eager view, which must give the
+        # same logits as the compiled model on every batch (else nothing is read from it)
+        view_module = model.hookable if record else None
+        mirror = view_module is not None and view_module is not module
+        if view_module is not None and mirror:
+            view_module.to(self.device).eval()
         logits, features, channels = [], [], []
-        with torch.inference_mode(), LayerRecorder(module, record) as recorder:
+        hooked = view_module if view_module is not None else module
+        with torch.inference_mode(), LayerRecorder(hooked, record) as recorder:
             for x, _, _ in self.dataset.batches(ids, self.batch_size, device=self.device):
-                logits.append(module(apply_view(x, view, trigger=self.trigger)).double().cpu())
+                inputs = apply_view(x, view, trigger=self.trigger)
+                out = module(inputs)
+                if (
+                    mirror
+                    and view_module is not None
+                    and record
+                    and not logits_agree(out, view_module(inputs))
+                ):
+                    self.unreadable[model.fingerprint] = (
+                        "its eager view disagreed with the compiled model's logits on "
+                        f"{view} inputs, so its layers are not read"
+                    )
+                    record = {}
+                logits.append(out.double().cpu())
                 if "features" in record:
                     features.append(recorder.get("features").flatten(1).float().cpu())
                 if "conv" in record:
                     conv = recorder.get("conv")
                     channels.append(conv.clamp(min=0).mean(dim=(2, 3)).float().cpu())
+        readable = bool(record) and model.fingerprint not in self.unreadable
         return Outputs(
             ids=ids,
             labels=self.dataset.labels[ids],
             logits=_stack(logits, (0, model.info.num_classes)),
-            features=_stack(features) if features else None,
-            channels=_stack(channels) if channels else None,
+            features=_stack(features) if features and readable else None,
+            channels=_stack(channels) if channels and readable else None,
         )
 
 

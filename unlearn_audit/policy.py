@@ -7,6 +7,7 @@ ideal is "like the reference", not zero or chance (METRICS.md). Thresholds come 
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -35,6 +36,12 @@ class Policy:
 
     thresholds: dict[str, dict[str, float]]
     source: str = "default"
+    text: str = ""
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the policy text (the user's file, or the built-in default)."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Policy:
@@ -42,9 +49,10 @@ class Policy:
         text = resources.files("unlearn_audit").joinpath("default_policy.toml").read_text()
         thresholds = _numbers(tomllib.loads(text), "default policy")
         if path is None:
-            return cls(thresholds)
+            return cls(thresholds, text=text)
         try:
-            user = tomllib.loads(Path(path).read_text())
+            user_text = Path(path).read_text()
+            user = tomllib.loads(user_text)
         except FileNotFoundError:
             raise ConfigError(f"policy file {str(path)!r} does not exist.") from None
         except tomllib.TOMLDecodeError as exc:
@@ -64,7 +72,7 @@ class Policy:
         for claim, values in thresholds.items():
             if values["pass"] > values["warn"]:
                 raise ConfigError(f"policy [{claim}]: `pass` must be <= `warn`; got {values}.")
-        return cls(thresholds, source=Path(path).name)
+        return cls(thresholds, source=Path(path).name, text=user_text)
 
 
 def _numbers(data: dict[str, Any], where: str) -> dict[str, dict[str, float]]:
@@ -120,8 +128,39 @@ def _excess_at_best(
     return worse[0] - better[1]
 
 
-def _na(claim: str, why: str) -> Verdict:
-    return Verdict(claim=claim, status="N/A", statement=CLAIMS[claim], evidence=why)
+def _na(claim: str, why: str, cause: str = "not_run", remedy: str = "") -> Verdict:
+    """A claim without a verdict: N/A when nobody asked for the evidence or there is nothing to
+    judge, INCONCLUSIVE when it applies but these models could not be judged."""
+    status = "INCONCLUSIVE" if cause == "unjudgeable" else "N/A"
+    return Verdict(
+        claim=claim,
+        status=status,
+        statement=CLAIMS[claim],
+        evidence=why,
+        cause=cause,
+        remedy=remedy,
+    )
+
+
+def _unjudged(
+    claim: str, results: dict[str, CheckResult], name: str, missing: dict[str, Any]
+) -> Verdict:
+    """The N/A or INCONCLUSIVE verdict of ``claim`` when its check ``name`` gave nothing, or
+    when it ran without the reference it needs."""
+    check = results.get(name)
+    if check is None:
+        return _na(claim, f"the {name} check was not run", "not_run")
+    if check.status != "ok":
+        return _na(
+            claim,
+            f"the {name} check did not run ({check.reason})",
+            check.cause or "unjudgeable",
+            check.remedy,
+        )
+    gap = missing.get("references")
+    if gap is None:
+        return _na(claim, f"the {name} check gave no reference value", "unjudgeable")
+    return _na(claim, gap.reason, gap.cause, gap.remedy)
 
 
 def _value(entry: Any) -> float | None:
@@ -138,19 +177,27 @@ def _ok(results: dict[str, CheckResult], name: str) -> CheckResult | None:
 
 
 def _forgotten(
-    results: dict[str, CheckResult], splits: Splits, limits: dict[str, float]
+    results: dict[str, CheckResult],
+    splits: Splits,
+    limits: dict[str, float],
+    missing: dict[str, Any],
 ) -> Verdict:
     claim = "forgotten"
     accuracy = _ok(results, "accuracy")
     if accuracy is None or "reference" not in accuracy.metrics.get("accuracy", {}).get(
         "forget", {}
     ):
-        return _na(claim, "needs the accuracy check and a reference model")
+        return _unjudged(claim, results, "accuracy", missing)
     split = "test_forget_class" if splits.request.kind == "class" else "forget"
     table = accuracy.metrics["accuracy"][split]
     measured, reference = _value(table["unlearned"]), accuracy.metrics["reference_mean"][split]
     if measured is None or reference is None:
-        return _na(claim, f"no {split} samples to measure")
+        return _na(
+            claim,
+            f"no {split} samples to measure",
+            "unjudgeable",
+            "hold out test samples of the forgotten classes (--test-size)",
+        )
     difference = measured - reference
     mine, theirs = _bounds(table["unlearned"]), _reference_bounds(table)
     if splits.request.kind == "class":
@@ -182,7 +229,7 @@ def _utility(results: dict[str, CheckResult], splits: Splits, limits: dict[str, 
     claim = "utility_kept"
     accuracy = _ok(results, "accuracy")
     if accuracy is None:
-        return _na(claim, "needs the accuracy check")
+        return _unjudged(claim, results, "accuracy", {})
     test_split = "test_retain_class" if splits.request.kind == "class" else "test"
     drops = {}
     for split in ("retain", test_split):
@@ -204,12 +251,13 @@ def _utility(results: dict[str, CheckResult], splits: Splits, limits: dict[str, 
     )
 
 
-def _membership(results: dict[str, CheckResult], limits: dict[str, float]) -> Verdict:
+def _membership(
+    results: dict[str, CheckResult], limits: dict[str, float], missing: dict[str, Any]
+) -> Verdict:
     claim = "no_membership_leak"
     membership = _ok(results, "membership")
     if membership is None:
-        reason = results["membership"].reason if "membership" in results else "not run"
-        return _na(claim, f"the membership check did not run ({reason})")
+        return _unjudged(claim, results, "membership", missing)
     attack = "lira" if "lira" in membership.metrics else "shokri"
     aucs = membership.metrics[attack]
     measured, reference = (
@@ -217,7 +265,7 @@ def _membership(results: dict[str, CheckResult], limits: dict[str, float]) -> Ve
         membership.metrics["reference_auc"][attack],
     )
     if measured is None or reference is None:
-        return _na(claim, "no reference model to compare the attack with")
+        return _unjudged(claim, {"membership": CheckResult("membership")}, "membership", missing)
     difference = measured - reference
     at_best = _excess_at_best(_bounds(aucs["unlearned"]["auc"]), _reference_bounds(aucs, "auc"))
     status = _grade(difference, limits, at_best)
@@ -240,11 +288,13 @@ def _membership(results: dict[str, CheckResult], limits: dict[str, float]) -> Ve
     )
 
 
-def _backdoor(results: dict[str, CheckResult], limits: dict[str, float]) -> Verdict:
+def _backdoor(
+    results: dict[str, CheckResult], limits: dict[str, float], missing: dict[str, Any]
+) -> Verdict:
     claim = "backdoor_removed"
     backdoor = _ok(results, "backdoor")
     if backdoor is None or "reference" not in backdoor.metrics.get("attack_success", {}):
-        return _na(claim, "no backdoor trigger, or no reference to compare with")
+        return _unjudged(claim, results, "backdoor", missing)
     rates = backdoor.metrics["attack_success"]
     measured, reference = _value(rates["unlearned"]), backdoor.metrics["reference_mean"]
     evidence = (
@@ -265,14 +315,21 @@ def _backdoor(results: dict[str, CheckResult], limits: dict[str, float]) -> Verd
 
 
 def _knowledge(
-    results: dict[str, CheckResult], splits: Splits, limits: dict[str, float]
+    results: dict[str, CheckResult],
+    splits: Splits,
+    limits: dict[str, float],
+    missing: dict[str, Any],
 ) -> Verdict:
     claim = "knowledge_removed"
     if splits.request.kind != "class":
-        return _na(claim, "class-level evidence; for sample requests see no_membership_leak")
+        return _na(
+            claim,
+            "class-level evidence; for sample requests see no_membership_leak",
+            "not_applicable",
+        )
     rep = _ok(results, "representation")
     if rep is None or "reference" not in rep.metrics.get("probe", {}):
-        return _na(claim, "needs the representation check with features and a reference")
+        return _unjudged(claim, results, "representation", missing)
     probe = rep.metrics["probe"]
     cka = rep.metrics["cka"]
     gaps = {
@@ -302,13 +359,29 @@ def _knowledge(
     )
 
 
-def judge(results: dict[str, CheckResult], splits: Splits, policy: Policy) -> list[Verdict]:
-    """One :class:`Verdict` per claim, in the order of :data:`CLAIMS`."""
+def judge(
+    results: dict[str, CheckResult],
+    splits: Splits,
+    policy: Policy,
+    *,
+    missing: dict[str, Any] | None = None,
+) -> list[Verdict]:
+    """One :class:`Verdict` per claim, in the order of :data:`CLAIMS`.
+
+    Args:
+        results: The checks' results.
+        splits: The request's splits.
+        policy: The thresholds.
+        missing: Why references (``"references"``) are absent, as objects with ``cause``,
+            ``reason`` and ``remedy``; a claim that lacks its reference for a cause other
+            than the user's choice is INCONCLUSIVE.
+    """
     limits = policy.thresholds
+    gaps = missing or {}
     return [
-        _forgotten(results, splits, limits["forgotten"]),
+        _forgotten(results, splits, limits["forgotten"], gaps),
         _utility(results, splits, limits["utility_kept"]),
-        _membership(results, limits["no_membership_leak"]),
-        _backdoor(results, limits["backdoor_removed"]),
-        _knowledge(results, splits, limits["knowledge_removed"]),
+        _membership(results, limits["no_membership_leak"], gaps),
+        _backdoor(results, limits["backdoor_removed"], gaps),
+        _knowledge(results, splits, limits["knowledge_removed"], gaps),
     ]

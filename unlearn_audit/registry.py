@@ -3,12 +3,14 @@
 A :class:`Registry` maps names to objects. Built-in entries register themselves with the
 :meth:`Registry.register` decorator; third-party packages add entries through the entry point
 group named by the registry (``unlearn_audit.datasets``, ``unlearn_audit.archs``, ...), loaded the
-first time the registry is read.
+first time the registry is read. A plug-in that fails to load is a warning naming it, and is
+skipped.
 """
 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any, Generic, TypeVar
@@ -77,12 +79,28 @@ class Registry(Generic[T]):
         return name in self._entries
 
     def _load_entry_points(self) -> None:
+        """Add the entry points of ``group``, once; a plug-in that fails to load is skipped.
+
+        A broken third-party package must not take the listing (or every other entry) down
+        with it, so its error becomes a warning that names the plug-in.
+        """
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
         for ep in metadata.entry_points(group=self.group or ""):
-            if ep.name not in self._entries:
+            if ep.name in self._entries:
+                continue
+            try:
                 self._entries[ep.name] = ep.load()
+            except Exception as exc:  # any error of foreign code: ImportError, AttributeError, ...
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                warnings.warn(
+                    f"skipped the {self.kind} plug-in {ep.name!r} (entry point {ep.name} = "
+                    f"{ep.value} in group {ep.group}): it failed to load: "
+                    f"{type(exc).__name__}: {first_line}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
 
 # Unlearning methods reach the core only through entry points (group ``unlearn_audit.methods``),

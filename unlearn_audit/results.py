@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +25,29 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of dataclass ``cls`` (newer files may hold more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
 @dataclass
 class Verdict:
     """The policy's judgement of one claim.
 
     Attributes:
         claim: Claim name (``forgotten``, ``utility_kept``, ...).
-        status: ``PASS``, ``WARN``, ``FAIL`` or ``N/A``.
+        status: ``PASS``, ``WARN``, ``FAIL``, ``N/A`` (not run by the user's choice, or
+            nothing to judge) or ``INCONCLUSIVE`` (it applies, but these models could not be
+            judged: see ``remedy``).
         statement: The claim in plain words.
         evidence: What was measured and compared, in words.
         measured: The measured value (or ``None``).
         interval: Its 95% interval ``[low, high]`` (or ``None``).
         reference: The reference value it is compared with (or ``None``).
         threshold: The policy thresholds used.
+        cause: For N/A and INCONCLUSIVE: ``not_run``, ``not_applicable`` or ``unjudgeable``.
+        remedy: For INCONCLUSIVE (and some N/A): what to give so the claim can be judged.
     """
 
     claim: str
@@ -48,6 +58,13 @@ class Verdict:
     interval: list[float | None] | None = None
     reference: float | None = None
     threshold: dict[str, float] = field(default_factory=dict)
+    cause: str = ""
+    remedy: str = ""
+
+
+OUTCOMES = ("PASS", "WARN", "INCONCLUSIVE", "FAIL")
+# how every output begins the note that references were trained with a guessed recipe
+DEFAULT_RECIPE_NOTE = "references and shadow models were trained with the default recipe"
 
 
 @dataclass
@@ -64,12 +81,60 @@ class AuditResult:
     versions: dict[str, str]
     created: str
     notes: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    limitations: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @property
+    def outcome(self) -> str:
+        """``FAIL`` when a claim failed; else ``INCONCLUSIVE`` when an applicable claim could
+        not be judged; else ``WARN`` when one warned; else ``PASS``."""
+        statuses = {v.status for v in self.verdicts}
+        for outcome in ("FAIL", "INCONCLUSIVE", "WARN"):
+            if outcome in statuses:
+                return outcome
+        return "PASS"
+
+    @property
     def passed(self) -> bool:
-        """No claim failed."""
-        return all(v.status != "FAIL" for v in self.verdicts)
+        """No claim failed and none was inconclusive (warnings pass)."""
+        return self.outcome in ("PASS", "WARN")
+
+    @property
+    def inconclusive(self) -> list[Verdict]:
+        """The claims that apply but could not be judged from these models."""
+        return [v for v in self.verdicts if v.status == "INCONCLUSIVE"]
+
+    @property
+    def identical(self) -> bool:
+        """The unlearned model's weights are the original's (same fingerprint)."""
+        models = self.models
+        return bool(
+            "unlearned" in models
+            and "original" in models
+            and models["unlearned"].get("fingerprint") == models["original"].get("fingerprint")
+        )
+
+    @property
+    def recipe_note(self) -> str | None:
+        """The note that references and shadows were trained with the default recipe."""
+        return next((n for n in self.notes if n.startswith(DEFAULT_RECIPE_NOTE)), None)
+
+    def headline(self) -> list[str]:
+        """What a reader must see before any table: identical models, an inconclusive audit."""
+        lines = []
+        if self.identical:
+            lines.append(
+                "The unlearned model is identical to the original: its weights have the same "
+                f"fingerprint ({self.models['unlearned']['fingerprint']}), so nothing was "
+                "unlearned."
+            )
+        for verdict in self.inconclusive:
+            line = f"INCONCLUSIVE: {verdict.claim} could not be judged: {verdict.evidence}."
+            if verdict.remedy:
+                line += f" Remedy: {verdict.remedy}."
+            lines.append(line)
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,15 +148,18 @@ class AuditResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditResult:
+        from unlearn_audit._result_schema import validate_result_dict
+
+        validate_result_dict(data)  # names the first wrong field instead of a deep AttributeError
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ConfigError(
                 f"audit result has schema version {version!r}; this unlearn-audit reads version "
                 f"{SCHEMA_VERSION}. Re-run the audit with this version."
             )
-        values = dict(data)
+        values = _known(cls, data)
         values["checks"] = {n: CheckResult.from_dict(c) for n, c in data["checks"].items()}
-        values["verdicts"] = [Verdict(**v) for v in data["verdicts"]]
+        values["verdicts"] = [Verdict(**_known(Verdict, v)) for v in data["verdicts"]]
         return cls(**values)
 
     def to_dict_json(self) -> dict[str, Any]:

@@ -12,18 +12,25 @@ environment variable, ``$XDG_CACHE_HOME/unlearn-audit``, ``~/.cache/unlearn-audi
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from unlearn_audit._hashing import fingerprint_json
+from unlearn_audit._io import write_atomic
 from unlearn_audit.errors import StoreError, UnlearnAuditError
 from unlearn_audit.models.checkpoints import LoadedModel, load_checkpoint, save_checkpoint
 
 ENV_VAR = "UNLEARN_AUDIT_CACHE"
 STORE_VERSION = 1
+LOCK_TIMEOUT = 6 * 3600.0  # seconds; training one entry can take hours on a CPU
 
 
 class CacheWarning(UserWarning):
@@ -41,14 +48,22 @@ def default_cache_dir() -> Path:
 class Store:
     """Trained models on disk, addressed by the fingerprint of their training key.
 
+    Two processes may share a store (two CI jobs): an entry is trained under a per-key file
+    lock, so it is trained once and the other process waits for it, then loads it.
+
     Args:
         root: Folder of the store; see :func:`default_cache_dir` for the default.
+        lock_timeout: Seconds to wait for another process training the same entry.
     """
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(
+        self, root: str | Path | None = None, *, lock_timeout: float = LOCK_TIMEOUT
+    ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.lock_timeout = lock_timeout
         self.hits = 0
         self.misses = 0
+        self.computed_hits = 0
 
     def key(self, parts: dict[str, Any]) -> str:
         """Fingerprint of a training key (a JSON-able dict)."""
@@ -90,23 +105,96 @@ class Store:
             ) from None
 
     def get_or_train(self, parts: dict[str, Any], train: Callable[[], LoadedModel]) -> LoadedModel:
-        """Load the model stored for ``parts``, or call ``train()`` and store its result."""
+        """Load the model stored for ``parts``, or call ``train()`` and store its result.
+
+        Training happens under the entry's lock; a process that finds the lock taken waits,
+        then loads what the other one stored (a hit).
+
+        Raises:
+            StoreError: The store cannot be written, or the lock was held past ``lock_timeout``.
+        """
         key = self.key(parts)
         arch = parts.get("arch")
-        model = self.load(key, arch=arch if isinstance(arch, str) else None)
-        if model is not None:
-            self.hits += 1
-            return model
-        self.misses += 1
-        model = train()
-        self.save(key, model)
+        expected = arch if isinstance(arch, str) else None
+        model = self.load(key, arch=expected)
+        if model is None:
+            with self._lock(key):
+                model = self.load(key, arch=expected)  # another process may have trained it
+                if model is None:
+                    self.misses += 1
+                    model = train()
+                    self.save(key, model)
+                    return model
+        self.hits += 1
         return model
+
+    @contextlib.contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        """Hold the per-key lock ``<root>/locks/<key>.lock`` (released if the process dies)."""
+        path = self.root / "locks" / f"{key}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(path), timeout=self.lock_timeout)
+            lock.acquire()
+        except Timeout:
+            raise StoreError(
+                f"another unlearn-audit has been training store entry {key} for over "
+                f"{self.lock_timeout:.0f} s (lock {path}); wait for it to finish, or use another "
+                "--cache-dir."
+            ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot lock the store at {self.root} ({exc}); use --cache-dir or set "
+                f"{ENV_VAR} to a writable folder."
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def get_or_compute(
+        self, kind: str, parts: dict[str, Any], compute: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A JSON-able result stored under ``kind`` for ``parts``, or ``compute()`` stored.
+
+        For results of models that do not change between audits (a reference's relearn
+        curve). Each entry holds the sha256 of its payload; an entry that does not match it
+        (or cannot be read) is reported, deleted and computed again, never used.
+        """
+        key = self.key({"kind": kind, **parts})
+        path = self.root / kind / key[:2] / f"{key}.json"
+        if path.is_file():
+            try:
+                entry = json.loads(path.read_text())
+                payload = entry["payload"]
+                intact = entry["sha256"] == _payload_hash(payload)
+            except (OSError, ValueError, KeyError, TypeError):
+                intact, payload = False, None
+            if intact and isinstance(payload, dict):
+                self.computed_hits += 1
+                return payload
+            self._discard(path, "its content does not match the hash recorded in it")
+        payload = compute()
+        text = json.dumps({"sha256": _payload_hash(payload), "payload": payload})
+        try:
+            write_atomic(path, lambda tmp: tmp.write_text(text))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to the store at {self.root} ({exc}); use --cache-dir or set "
+                f"{ENV_VAR} to a writable folder."
+            ) from None
+        return payload
 
     def _discard(self, path: Path, reason: str) -> None:
         warnings.warn(
             f"store entry {path} is corrupted: {reason}; rebuilding it.", CacheWarning, stacklevel=3
         )
         path.unlink(missing_ok=True)
+
+
+def _payload_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _recorded_fingerprint(path: Path) -> str | None:

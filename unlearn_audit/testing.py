@@ -2,9 +2,9 @@
 
     from unlearn_audit.testing import assert_forgotten, assert_utility_kept
 
-    def test_my_method(unlearn_setup, audit):
-        unlearned = my_unlearning(unlearn_setup.original, unlearn_setup.splits)
-        result = audit(unlearned, checks=["accuracy"])
+    def test_my_method(unlearn_audit_setup, unlearn_audit_run):
+        unlearned = my_unlearning(unlearn_audit_setup.original, unlearn_audit_setup.splits)
+        result = unlearn_audit_run(unlearned, checks=["accuracy"])
         assert_forgotten(result)
         assert_utility_kept(result)
 
@@ -14,24 +14,31 @@ that worst case can exceed a tight tolerance even for a perfectly retrained mode
 message then says so. A helper whose evidence is missing (check not run, N/A, no reference)
 fails and says why; it never passes silently. Failures are ``AssertionError`` whose message is a
 fixed-width table (claim | measured | interval | reference | threshold | verdict) and one line
-of evidence per failed row; the helpers' own frames are hidden from tracebacks.
+of evidence per failed row; the helpers' own frames are hidden from tracebacks. A failing helper
+also writes the audit's ``result.json`` and ``report.html`` into a new folder under pytest's
+temporary path (a system temporary folder outside pytest), and its message's last line says
+where. Every threshold defaults to the ``pass`` threshold of the policy the audit recorded.
 
 The module is also a pytest plugin (``pytest11`` entry point ``unlearn_audit.testing``, or
-``-p unlearn_audit.testing``) with the fixtures ``unlearn_digits``, ``unlearn_store``,
-``unlearn_setup`` and ``audit``. Torch and the audit load on first use, so the plugin adds
-nothing to the start-up of test suites that do not use it.
+``-p unlearn_audit.testing``) with the fixtures ``unlearn_audit_digits``,
+``unlearn_audit_store``, ``unlearn_audit_setup`` and ``unlearn_audit_run``, all prefixed so that
+they never collide with a project's own fixtures. Torch and the audit load on first use, so the
+plugin adds nothing to the start-up of test suites that do not use it.
 
 PYTEST_DONT_REWRITE: the helpers raise ``AssertionError`` themselves and hold no ``assert``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import pytest
 
@@ -62,6 +69,12 @@ __all__ = [
 
 HEADER = ("claim", "measured", "interval", "reference", "threshold", "verdict")
 TPR_KEYS = {0.01: "tpr_at_1pct", 0.001: "tpr_at_0.1pct"}
+P = ParamSpec("P")
+
+# The configs of the running pytest sessions, innermost last (pytester runs sessions inside a
+# session): a failing helper writes its evidence under the innermost one's temporary path.
+# Filled and emptied by the plugin hooks below; empty outside pytest.
+_SESSIONS: list[pytest.Config] = []
 
 
 # --- the data of a judgement, and its rendering ------------------------------------------------
@@ -129,6 +142,70 @@ def _raise_if_failed(helper: str, summary: str, rows: list[_Row], hints: list[st
 
 def _missing(helper: str, why: str) -> AssertionError:
     return AssertionError(f"{helper}: missing evidence: {why}")
+
+
+# --- the evidence of a failure, on disk --------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Plugin hook: remember the session, whose temporary path receives the evidence."""
+    _SESSIONS.append(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Plugin hook: forget the session."""
+    if config in _SESSIONS:
+        _SESSIONS.remove(config)
+
+
+def _evidence_folder(helper: str) -> Path:
+    """A new folder named after the running test and ``helper``, under pytest's temporary path
+    when a session is running (else a system temporary folder)."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0].rpartition("::")[2]
+    name = re.sub(r"\W", "_", test)[:30] + f"-{helper}" if test else helper
+    factory = getattr(_SESSIONS[-1], "_tmp_path_factory", None) if _SESSIONS else None
+    if isinstance(factory, pytest.TempPathFactory):
+        return factory.mktemp(name)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-"))
+
+
+def _write_evidence(result: AuditResult, helper: str) -> str:
+    """Write ``result.json`` and ``report.html`` of ``result``; the line that says where.
+
+    Never raises: the assertion is the failure to report, the files only help to read it.
+    """
+    from unlearn_audit.report import write_report
+
+    try:
+        json_path = result.save(_evidence_folder(helper) / "result.json")
+    except Exception as exc:
+        return f"evidence not written ({_first_line(exc)})"
+    try:
+        html_path = write_report(result, json_path.parent, pdf=False).html
+    except Exception as exc:  # a partial result (no figures, no models) may not render
+        return f"evidence written to {json_path}; report.html not rendered ({_first_line(exc)})"
+    return f"evidence written to {json_path} and {html_path}"
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _evidence_on_failure(helper: Callable[P, None]) -> Callable[P, None]:
+    """Make ``helper`` write the audit's files when it fails, and say where in its message."""
+
+    @functools.wraps(helper)
+    def judged(*args: P.args, **kwargs: P.kwargs) -> None:
+        __tracebackhide__ = True
+        try:
+            helper(*args, **kwargs)
+        except AssertionError as failure:
+            result = _load(args[0] if args else kwargs["result"])  # type: ignore[arg-type]
+            where = _write_evidence(result, helper.__name__)
+            raise AssertionError(f"{failure}\n{where}") from None
+
+    return judged
 
 
 # --- reading the evidence ----------------------------------------------------------------------
@@ -223,6 +300,7 @@ def _verdict(value: float, limit: float) -> str:
 # --- the helpers -------------------------------------------------------------------------------
 
 
+@_evidence_on_failure
 def assert_forgotten(result: ResultLike, *, tolerance: float | None = None) -> None:
     """Assert that the forget set is treated like the reference treats it.
 
@@ -296,7 +374,8 @@ def _small_sample_hint(half_width: float, limit: float, param: str) -> list[str]
     ]
 
 
-def assert_utility_kept(result: ResultLike, *, max_drop: float = 0.02) -> None:
+@_evidence_on_failure
+def assert_utility_kept(result: ResultLike, *, max_drop: float | None = None) -> None:
     """Assert that retain and test accuracy are kept against the original.
 
     Judged per split (retain, and test, or retain-class test for class requests) on the
@@ -304,15 +383,17 @@ def assert_utility_kept(result: ResultLike, *, max_drop: float = 0.02) -> None:
 
     Args:
         result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
-        max_drop: Largest allowed drop.
+        max_drop: Largest allowed drop; default the policy's ``pass`` threshold of
+            ``utility_kept`` recorded in the result.
 
     Raises:
         AssertionError: A drop bound exceeds ``max_drop``, or the accuracy check is missing.
     """
     __tracebackhide__ = True
     helper = "assert_utility_kept"
+    limit = None if max_drop is None else _limit(max_drop, "max_drop", upper=1.0)
     audit_result = _load(result)
-    limit = _limit(max_drop, "max_drop", upper=1.0)
+    limit = _policy_pass(audit_result, "utility_kept") if limit is None else limit
     metrics = _check(audit_result, "accuracy", helper).metrics
     test_split = "test_retain_class" if _is_class_request(audit_result) else "test"
     rows, widest = [], 0.0
@@ -344,12 +425,13 @@ def assert_utility_kept(result: ResultLike, *, max_drop: float = 0.02) -> None:
     )
 
 
+@_evidence_on_failure
 def assert_no_membership_leak(
     result: ResultLike,
     *,
     fpr: float = 0.01,
     max_tpr: float | None = None,
-    max_auc_gap: float = 0.05,
+    max_auc_gap: float | None = None,
 ) -> None:
     """Assert that offline LiRA tells forget from unseen samples no better than on the reference.
 
@@ -364,7 +446,9 @@ def assert_no_membership_leak(
             check records).
         max_tpr: Largest allowed TPR at ``fpr``; default the references' TPR at ``fpr`` plus
             ``max_auc_gap``.
-        max_auc_gap: Largest allowed AUC excess over the references (and default TPR excess).
+        max_auc_gap: Largest allowed AUC excess over the references (and default TPR excess);
+            default the policy's ``pass`` threshold of ``no_membership_leak`` recorded in the
+            result.
 
     Raises:
         AssertionError: A bound is outside its limit, the TPR is unresolvable, or the
@@ -375,9 +459,11 @@ def assert_no_membership_leak(
     helper = "assert_no_membership_leak"
     if fpr not in TPR_KEYS:
         raise fail("fpr", "0.01 or 0.001 (the rates the membership check records)", fpr)
-    gap_limit = _limit(max_auc_gap, "max_auc_gap", upper=1.0)
+    gap_limit = None if max_auc_gap is None else _limit(max_auc_gap, "max_auc_gap", upper=1.0)
     tpr_limit = None if max_tpr is None else _limit(max_tpr, "max_tpr", upper=1.0)
     audit_result = _load(result)
+    if gap_limit is None:
+        gap_limit = _policy_pass(audit_result, "no_membership_leak")
     metrics = _check(audit_result, "membership", helper).metrics
     lira = metrics.get("lira", {})
     if "unlearned" not in lira:
@@ -438,33 +524,45 @@ def assert_no_membership_leak(
     _raise_if_failed(helper, "the attack could do better than on the reference.", rows, [])
 
 
+@_evidence_on_failure
 def assert_backdoor_removed(
-    result: ResultLike, *, max_success: float | None = None, max_gap: float | None = 0.05
+    result: ResultLike,
+    *,
+    max_success: float | None = None,
+    max_gap: float | None = None,
+    against_reference: bool = True,
 ) -> None:
     """Assert that the backdoor trigger no longer fires (beyond the reference).
 
     Judged on the upper end of the 95% interval of the trigger's attack success rate on the
-    unlearned model: at most ``max_gap`` above the references' rate, and at most
-    ``max_success`` when given.
+    unlearned model: at most ``max_gap`` above the references' rate (unless
+    ``against_reference`` is false), and at most ``max_success`` when given.
 
     Args:
         result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
         max_success: Largest allowed attack success (absolute); not judged when ``None``.
-        max_gap: Largest allowed excess over the references; ``None`` judges ``max_success``
-            alone (then no reference is needed).
+        max_gap: Largest allowed excess over the references; default the policy's ``pass``
+            threshold of ``backdoor_removed`` recorded in the result.
+        against_reference: ``False`` judges ``max_success`` alone (then no reference is
+            needed).
 
     Raises:
         AssertionError: A bound is outside its limit, or the backdoor check or the reference
             ``max_gap`` needs is missing.
-        ConfigError: Both limits are ``None``.
+        ConfigError: ``against_reference`` is false and ``max_success`` is ``None``, or
+            ``max_gap`` is given too.
     """
     __tracebackhide__ = True
     helper = "assert_backdoor_removed"
-    if max_success is None and max_gap is None:
-        raise fail("max_gap", "a number >= 0 when max_success is None", max_gap)
+    if not against_reference and max_success is None:
+        raise fail("max_success", "a number in [0, 1] when against_reference is False", None)
+    if not against_reference and max_gap is not None:
+        raise fail("max_gap", "None when against_reference is False (no gap is judged)", max_gap)
     gap_limit = None if max_gap is None else _limit(max_gap, "max_gap", upper=1.0)
     success_limit = None if max_success is None else _limit(max_success, "max_success", upper=1.0)
     audit_result = _load(result)
+    if against_reference and gap_limit is None:
+        gap_limit = _policy_pass(audit_result, "backdoor_removed")
     metrics = _check(audit_result, "backdoor", helper).metrics
     rate = _estimate(metrics.get("attack_success", {}).get("unlearned"), helper, "attack success")
     reference = metrics.get("reference_mean")
@@ -501,6 +599,7 @@ def assert_backdoor_removed(
     _raise_if_failed(helper, "the trigger could still fire.", rows, [])
 
 
+@_evidence_on_failure
 def assert_knowledge_removed(result: ResultLike, *, max_gap: float | None = None) -> None:
     """Assert that the features carry the forgotten class no more than the reference's do.
 
@@ -582,12 +681,14 @@ def _verdict_row(verdict: Verdict) -> _Row:
     )
 
 
+@_evidence_on_failure
 def assert_passed(result: ResultLike) -> None:
-    """Assert that no claim of the audit FAILed, as the policy judged it.
+    """Assert that no claim of the audit FAILed or was INCONCLUSIVE, as the policy judged it.
 
     Unlike the other helpers this reads the policy's own verdicts, which FAIL only when the
-    evidence is clear (a WARN passes here). An audit that judged no claim at all (every
-    verdict N/A) fails too.
+    evidence is clear (a WARN passes here). A claim that applies but could not be judged from
+    the models (INCONCLUSIVE: absence of evidence is not a pass) fails, and so does an audit
+    that judged no claim at all (every verdict N/A).
 
     Args:
         result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
@@ -602,13 +703,20 @@ def assert_passed(result: ResultLike) -> None:
     if all(verdict.status == "N/A" for verdict in verdicts):
         reasons = "; ".join(f"{v.claim}: {v.evidence}" for v in verdicts) or "no verdicts"
         raise _missing(helper, f"no claim was judged ({reasons}).")
-    failed = [verdict.claim for verdict in verdicts if verdict.status == "FAIL"]
-    _raise_if_failed(
-        helper,
-        f"{len(failed)} of {len(verdicts)} claims failed ({', '.join(failed)}).",
-        [_verdict_row(verdict) for verdict in verdicts],
-        [],
-    )
+    failed = [v.claim for v in verdicts if v.status == "FAIL"]
+    inconclusive = [v for v in verdicts if v.status == "INCONCLUSIVE"]
+    if not failed and not inconclusive:
+        return
+    summary = f"{len(failed)} of {len(verdicts)} claims failed ({', '.join(failed)})."
+    if not failed:
+        summary = "no claim failed, but the audit is inconclusive."
+    if inconclusive:
+        summary += (
+            f" {len(inconclusive)} could not be judged "
+            f"({', '.join(v.claim for v in inconclusive)}): absence of evidence is not a pass."
+        )
+    hints = [f"remedy for {v.claim}: {v.remedy}" for v in inconclusive if v.remedy]
+    raise AssertionError(_message(helper, summary, [_verdict_row(v) for v in verdicts], hints))
 
 
 # --- the plugin: a tiny cached digits setup ----------------------------------------------------
@@ -675,7 +783,7 @@ def make_unlearn_setup(dataset: Dataset, *, store: Store | None = None) -> Unlea
 
 
 @pytest.fixture(scope="session")
-def unlearn_digits() -> Dataset:
+def unlearn_audit_digits() -> Dataset:
     """The embedded digits dataset (8x8 images, 10 classes)."""
     from unlearn_audit.data import load_dataset
 
@@ -683,7 +791,7 @@ def unlearn_digits() -> Dataset:
 
 
 @pytest.fixture(scope="session")
-def unlearn_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+def unlearn_audit_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """A model store private to the session, or the default store when ``UNLEARN_AUDIT_CACHE``
     is set (models then persist across runs, e.g. in a CI cache)."""
     from unlearn_audit.store import ENV_VAR, Store
@@ -694,16 +802,20 @@ def unlearn_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 @pytest.fixture(scope="session")
-def unlearn_setup(unlearn_digits: Dataset, unlearn_store: Store) -> UnlearnSetup:
+def unlearn_audit_setup(unlearn_audit_digits: Dataset, unlearn_audit_store: Store) -> UnlearnSetup:
     """Digits, the class-3 request, a small-cnn original and a reference, through the store."""
-    return make_unlearn_setup(unlearn_digits, store=unlearn_store)
+    return make_unlearn_setup(unlearn_audit_digits, store=unlearn_audit_store)
 
 
 @pytest.fixture
-def audit(unlearn_setup: UnlearnSetup, unlearn_store: Store) -> Callable[..., AuditResult]:
-    """``audit(unlearned, **kwargs)``: audit against ``unlearn_setup`` with ``unlearn_store``."""
+def unlearn_audit_run(
+    unlearn_audit_setup: UnlearnSetup, unlearn_audit_store: Store
+) -> Callable[..., AuditResult]:
+    """``unlearn_audit_run(unlearned, **kwargs)``: audit ``unlearned`` against
+    ``unlearn_audit_setup`` with ``unlearn_audit_store``; ``kwargs`` as for
+    :meth:`UnlearnSetup.audit`."""
 
     def run(unlearned: LoadedModel | str | Path, **kwargs: Any) -> AuditResult:
-        return unlearn_setup.audit(unlearned, **({"store": unlearn_store} | kwargs))
+        return unlearn_audit_setup.audit(unlearned, **({"store": unlearn_audit_store} | kwargs))
 
     return run

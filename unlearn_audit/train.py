@@ -8,11 +8,11 @@ that do not minimise plain cross-entropy.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -31,7 +31,7 @@ from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, ModelInfo, wrap_model
 from unlearn_audit.models.ensemble import SISA_ARCH, ShardEnsemble, check_cells
 from unlearn_audit.models.erm import ERM_ARCH, ErmNet
-from unlearn_audit.models.layers import Classifier, model_fingerprint
+from unlearn_audit.models.layers import Classifier, copy_module, model_fingerprint
 from unlearn_audit.models.zoo import arch_fingerprint, build_model
 from unlearn_audit.store import Store
 from unlearn_audit.update_log import UpdateRecorder
@@ -93,13 +93,64 @@ class Recipe:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
+    def from_dict(cls, data: dict[str, Any], *, where: str = "recipe") -> Recipe:
+        """A recipe from its fields; missing fields take the class defaults.
+
+        Raises:
+            ConfigError: Naming the first unknown field or bad value (prefixed by ``where``).
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a table of recipe fields; got {data!r}.")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ConfigError(f"unknown recipe fields {unknown}; known: {sorted(names)}.")
-        values: dict[str, Any] = {k: tuple(v) if k == "milestones" else v for k, v in data.items()}
-        return cls(**values)
+            raise ConfigError(
+                f"{where}: unknown recipe field {unknown[0]!r}; known: {', '.join(names)}."
+            )
+        values: dict[str, Any] = dict(data)
+        if "milestones" in values:
+            milestones = values["milestones"]
+            if not isinstance(milestones, list | tuple) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in milestones
+            ):
+                raise ConfigError(
+                    f"{where}: `milestones` must be a list of epochs like [10, 20]; "
+                    f"got {milestones!r}."
+                )
+            values["milestones"] = tuple(milestones)
+        if "augment" in values and not isinstance(values["augment"], bool):
+            raise ConfigError(
+                f"{where}: `augment` must be true or false; got {values['augment']!r}."
+            )
+        for name in ("epochs", "batch_size"):
+            if name in values and (
+                isinstance(values[name], bool) or not isinstance(values[name], int)
+            ):
+                raise ConfigError(f"{where}: `{name}` must be an integer; got {values[name]!r}.")
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def differences(self, other: Recipe) -> list[str]:
+        """``field: mine vs theirs`` for every field in which the two recipes differ."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{k} {mine[k]!r} vs {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
+
+    def describe(self) -> str:
+        """One line: ``sgd lr 0.05 (cosine), 10 epochs, batch 128, ...``."""
+        text = f"{self.optimizer} lr {self.lr:g} ({self.schedule}"
+        if self.schedule == "step":
+            text += f" at {list(self.milestones)} x{self.gamma:g}"
+        text += f"), {self.epochs} epochs, batch {self.batch_size}"
+        if self.optimizer == "sgd":
+            text += f", momentum {self.momentum:g}"
+        text += f", weight decay {self.weight_decay:g}"
+        if self.augment:
+            text += ", augmented"
+        if self.label_smoothing:
+            text += f", label smoothing {self.label_smoothing:g}"
+        return text
 
     def with_options(self, **overrides: Any) -> Recipe:
         """A copy with the given fields changed; ``None`` values are ignored."""
@@ -126,6 +177,35 @@ def default_recipe(dataset: str, arch: str) -> Recipe:
         if key in _DEFAULT_RECIPES:
             return _DEFAULT_RECIPES[key]
     return _DEFAULT
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """A :class:`Recipe` from a TOML or JSON file of its fields (missing fields: defaults).
+
+    A TOML file may hold the fields at top level or in a ``[recipe]`` table.
+
+    Raises:
+        ConfigError: The file is missing or unreadable, or names an unknown field or a bad value.
+    """
+    import json
+    import tomllib
+
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"recipe file {str(path)!r} does not exist; check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"recipe file {str(path)!r} cannot be read ({exc}).") from None
+    data: Any
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+        raise ConfigError(f"recipe file {str(path)!r} is not valid {kind} ({exc}).") from None
+    if isinstance(data, dict) and set(data) == {"recipe"} and isinstance(data["recipe"], dict):
+        data = data["recipe"]
+    return Recipe.from_dict(data, where=f"recipe file {path.name}")
 
 
 @dataclass
@@ -264,7 +344,7 @@ def fit(
     if ids.size == 0:
         raise ConfigError("cannot train on an empty set of samples; check the split.")
     device = resolve_device(device)
-    trained = copy.deepcopy(model).to(device)
+    trained = copy_module(model).to(device)
     history = History()
     steps_per_epoch = math.ceil(len(ids) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs

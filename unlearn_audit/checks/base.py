@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from unlearn_audit.audit import AuditContext
 
 Status = Literal["ok", "na"]
+# Why a check (or a claim) has no result. ``not_run``: the user chose so (profile, --checks);
+# ``not_applicable``: the request has nothing to judge (no trigger, a sample request for a
+# class-level claim); ``unjudgeable``: it applies, but these models or data do not allow it
+# (a TorchScript file hides its features, an architecture is unknown). Only the last makes an
+# audit inconclusive.
+Cause = Literal["not_run", "not_applicable", "unjudgeable"]
+CAUSES: tuple[str, ...] = ("not_run", "not_applicable", "unjudgeable")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class CheckResult:
         name: The check's registry name.
         status: ``"ok"``, or ``"na"`` when its inputs are missing (``reason`` says which).
         reason: Why the check is N/A (empty when ok).
+        cause: When N/A, which kind (see :data:`Cause`); empty when ok.
+        remedy: When N/A for want of something the user can give, how to give it.
         metrics: JSON-able values: per quantity and model role, ``{"value", "low", "high"}``.
         per_sample: JSON-able per-sample values (ids with scores).
         figures: JSON-able data for the report's figures.
@@ -60,6 +69,8 @@ class CheckResult:
     name: str
     status: Status = "ok"
     reason: str = ""
+    cause: str = ""
+    remedy: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     per_sample: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
@@ -67,15 +78,19 @@ class CheckResult:
     seconds: float = 0.0
 
     @classmethod
-    def not_applicable(cls, name: str, reason: str) -> CheckResult:
-        return cls(name=name, status="na", reason=reason)
+    def not_applicable(
+        cls, name: str, reason: str, *, cause: Cause = "unjudgeable", remedy: str = ""
+    ) -> CheckResult:
+        """An N/A result; the default cause is the loud one (the claim becomes inconclusive)."""
+        return cls(name=name, status="na", reason=reason, cause=cause, remedy=remedy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckResult:
-        return cls(**data)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 class Check:

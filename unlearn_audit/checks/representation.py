@@ -52,6 +52,11 @@ def erm_mask(model: Any) -> np.ndarray | None:
 
 
 DRAWS = 5
+_ROLE_REMEDY = {
+    "unlearned": "the unlearned model (--unlearned-arch)",
+    "original": "the original (--arch)",
+    "reference": "the reference (--reference-arch)",
+}
 MAX_CKA_SAMPLES = 1000
 
 
@@ -63,12 +68,27 @@ class RepresentationCheck(Check):
 
     def run(self, ctx: AuditContext) -> CheckResult:
         roles = [(r, m) for r, m in ctx.roles() if r in ("original", "unlearned", "reference")]
-        outs = {role: ctx.outputs(model, "test") for role, model in roles}
-        missing = [role for role, out in outs.items() if out.features is None]
+        missing = [
+            role
+            for role, model in roles
+            for split in ("forget", "retain", "population", "test")
+            if ctx.outputs(model, split).features is None
+        ]
         if missing:
-            return CheckResult.not_applicable(
-                self.name, f"no penultimate features for {', '.join(missing)} (TorchScript?)"
+            missing = list(dict.fromkeys(missing))
+            why = "; ".join(
+                f"no penultimate features for the {role}: {ctx.unreadable_reason(model)}"
+                for role, model in roles
+                if role in missing
             )
+            return CheckResult.not_applicable(
+                self.name,
+                why,
+                remedy="give "
+                + " and ".join(_ROLE_REMEDY.get(role, f"the {role}") for role in missing)
+                + " as a state_dict with its architecture",
+            )
+        outs = {role: ctx.outputs(model, "test") for role, model in roles}
         metrics: dict[str, Any] = {}
         figures: dict[str, Any] = {}
         notes: list[str] = []

@@ -18,8 +18,10 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 
 from unlearn_audit.checks.base import Check, CheckResult, Needs, interval, register_check
+from unlearn_audit.errors import ConfigError
 from unlearn_audit.functional.saliency import mask_mass, spearman_per_sample, topk_iou
 from unlearn_audit.functional.stats import mean_with_interval
+from unlearn_audit.models.checkpoints import logits_agree
 from unlearn_audit.models.layers import get_layer
 from unlearn_audit.outputs import readable_layers
 
@@ -37,11 +39,19 @@ def grad_cam(
     """Grad-CAM maps ``(N, H, W)`` of ``model`` for ``targets`` at its last convolution."""
     layers, reason = readable_layers(model, conv_layer=conv_layer)
     if layers is None or layers.conv is None:
-        from unlearn_audit.errors import ConfigError
-
         raise ConfigError(reason or "the model has no convolution for Grad-CAM")
-    module = model.module.eval()
+    module = model.hookable
+    assert module is not None  # readable_layers found layers
+    module = module.eval()
     device = next(iter(module.parameters())).device
+    if module is not model.module:  # a TorchScript model read through its eager view
+        with torch.inference_mode():
+            inputs = x.to(device)
+            if not logits_agree(model.module.to(device)(inputs), module(inputs)):
+                raise ConfigError(
+                    "the TorchScript model's eager view disagrees with its own logits, so its "
+                    "layers are not read"
+                )
     cam = LayerGradCam(module, get_layer(module, layers.conv))
     maps = cam.attribute(x.to(device), target=targets.to(device), relu_attributions=False)
     maps = LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear")

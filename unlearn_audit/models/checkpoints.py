@@ -89,6 +89,12 @@ class LoadedModel:
         fingerprint: Hash of its weights and normalisation.
         kind: How it was loaded.
         source: The file it came from (empty for in-memory models).
+        readable: For a TorchScript model, whose compiled code runs no Python hooks: an eager
+            network over the same weights (the ``--arch`` it loads into, or the chain of its
+            own submodules) through which features and Grad-CAM are read. It never gives the
+            logits that are judged, and each batch read through it is checked against the
+            compiled model's own logits (see :mod:`unlearn_audit.outputs`).
+        readable_note: How ``readable`` was obtained, or why there is none.
     """
 
     module: Classifier
@@ -96,10 +102,90 @@ class LoadedModel:
     fingerprint: str
     kind: CheckpointKind = "memory"
     source: str = ""
+    readable: Classifier | None = None
+    readable_note: str = ""
 
     @property
     def normalization(self) -> Normalization | None:
         return self.module.normalization
+
+    @property
+    def net(self) -> nn.Module:
+        """The bare network (without the input normalisation)."""
+        return self.module.net
+
+    @property
+    def is_compiled(self) -> bool:
+        """True for TorchScript networks (no Python hooks inside)."""
+        return isinstance(self.module.net, torch.jit.ScriptModule)
+
+    @property
+    def hookable(self) -> Classifier | None:
+        """The module whose layers can be hooked: the model itself, or for a TorchScript model
+        its ``readable`` view (``None`` when it has none)."""
+        return self.readable if self.is_compiled else self.module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K)`` of images in [0, 1] ``(N, C, H, W)``."""
+        return self.module(x)
+
+    @classmethod
+    def from_module(
+        cls,
+        net: nn.Module,
+        *,
+        num_classes: int | None = None,
+        input_shape: tuple[int, int, int] | None = None,
+        dataset: Dataset | None = None,
+        normalization: Normalization | str | None = None,
+        arch: str | None = None,
+        arch_kwargs: dict[str, Any] | None = None,
+    ) -> LoadedModel:
+        """Wrap an in-memory network (taking normalised inputs, returning logits).
+
+        Args:
+            net: The network; it is used as it is (not copied), in eval mode.
+            num_classes: Outputs; default the dataset's.
+            input_shape: ``(C, H, W)``; default the dataset's.
+            dataset: Gives the class count, input shape and the usual normalisation, and
+                is checked against the model with one forward pass.
+            normalization: ``None`` (the network takes [0, 1] images), ``"dataset"`` (the
+                dataset's usual one), ``"MEAN,STD"`` or a :class:`Normalization`.
+            arch: Its zoo name or ``module:factory`` when known (references and shadows can
+                then be trained like it).
+            arch_kwargs: Arguments of ``arch``.
+        """
+        if not isinstance(net, nn.Module):
+            raise CheckpointError(f"`net` must be a torch.nn.Module; got {type(net).__name__}.")
+        if isinstance(net, Classifier):
+            normalization, net = net.normalization, net.net
+        elif normalization == "dataset":
+            if dataset is None:
+                raise CheckpointError("`normalization='dataset'` needs the dataset; pass dataset=.")
+            normalization = dataset.normalization
+        elif isinstance(normalization, str):
+            normalization = Normalization.parse(normalization)
+        classes = num_classes if num_classes is not None else getattr(dataset, "num_classes", None)
+        shape = input_shape if input_shape is not None else getattr(dataset, "input_shape", None)
+        if classes is None or shape is None:
+            raise CheckpointError(
+                "an in-memory network does not say its class count and input shape; pass "
+                "dataset= (or num_classes= and input_shape=)."
+            )
+        channels = int(shape[0])
+        norm = normalization.for_channels(channels) if normalization is not None else None
+        info = ModelInfo(
+            arch=arch,
+            num_classes=int(classes),
+            input_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
+            arch_kwargs=dict(arch_kwargs or {}),
+        )
+        model = wrap_model(net.eval(), info, norm)
+        if model.is_compiled:
+            model = _with_readable(model, None)
+        if dataset is not None:
+            check_model_fits(model, dataset)
+        return model
 
 
 def wrap_model(
@@ -299,7 +385,8 @@ def load_checkpoint(
                 net = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: damaged TorchScript archive ({exc}).") from None
-        return _foreign_module(net, path, "torchscript", dataset, normalize)
+        model = _foreign_module(net, path, "torchscript", dataset, normalize)
+        return _with_readable(model, _eager_twin(model, path, arch, arch_kwargs))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, KeyError, ...
@@ -421,8 +508,88 @@ def check_model_fits(model: LoadedModel, dataset: Dataset) -> LoadedModel:
             f"{source}: has {model.info.num_classes} classes but dataset {dataset.name!r} has "
             f"{dataset.num_classes}."
         )
+    _check_finite(model, logits, source)
     return model
 
 
 def _scores(logits: torch.Tensor) -> str:
     return str(logits.shape[1]) if logits.dim() == 2 else f"shape {tuple(logits.shape[1:])}"
+
+
+def _eager_twin(
+    model: LoadedModel, path: Path, arch: str | None, arch_kwargs: dict[str, Any] | None
+) -> nn.Module | None:
+    """``arch`` built and loaded with a TorchScript model's weights, when they fit it exactly."""
+    if arch is None:
+        return None
+    net = build_model(arch, model.info.num_classes, model.info.input_shape, arch_kwargs=arch_kwargs)
+    try:
+        load_state_into(net, dict(model.module.net.state_dict()), source=str(path), arch=arch)
+    except CheckpointError:
+        return None
+    return net.eval()
+
+
+def _with_readable(model: LoadedModel, twin: nn.Module | None) -> LoadedModel:
+    """``model`` with its :attr:`LoadedModel.readable` view: ``twin`` (the ``--arch`` twin of a
+    TorchScript file), else the chain of its own submodules, else none (and why)."""
+    from dataclasses import replace
+
+    from unlearn_audit.models.layers import recover_chain
+
+    if not model.is_compiled:
+        return model
+    if twin is not None:
+        view = Classifier(twin, model.normalization).eval()
+        note = "read through --arch loaded with the same weights"
+    else:
+        chain = recover_chain(model.module.net)
+        if chain is None:
+            return replace(
+                model,
+                readable_note="TorchScript runs no Python hooks and its submodules do not end "
+                "in a Linear layer",
+            )
+        view = Classifier(chain, model.normalization).eval()
+        note = "read through the chain of its own submodules"
+    probe = torch.rand((8, *model.info.input_shape), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        same = logits_agree(model.module(probe), view(probe))
+    if not same:
+        return replace(
+            model,
+            readable_note="TorchScript runs no Python hooks and its forward is not the chain "
+            "of its submodules (it computes something more, such as a mask on the logits)",
+        )
+    return replace(model, readable=view, readable_note=note)
+
+
+def logits_agree(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two logit batches agree up to float rounding."""
+    if a.shape != b.shape:
+        return False
+    scale = float(a.detach().abs().max()) if a.numel() else 0.0
+    return bool(torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5 * max(1.0, scale)))
+
+
+def _check_finite(model: LoadedModel, logits: torch.Tensor, source: str) -> None:
+    """Refuse a model whose weights or logits hold NaN or inf: its every output is noise, so
+    auditing it would only report failed claims without saying why."""
+    tensors = [
+        (name, tensor)
+        for name, tensor in (*model.module.named_parameters(), *model.module.named_buffers())
+        if tensor.is_floating_point()
+    ]
+    with torch.no_grad():
+        bad = [name for name, tensor in tensors if not bool(torch.isfinite(tensor).all())]
+        finite_logits = bool(torch.isfinite(logits).all())
+    if not bad and finite_logits:
+        return
+    if bad:
+        where = f"NaN or inf in {len(bad)} of {len(tensors)} weight tensors, e.g. {bad[0]}"
+    else:
+        where = "NaN or inf in its logits of blank images"
+    raise CheckpointError(
+        f"{source}: the model's outputs are not finite ({where}); its training or unlearning "
+        "diverged, or the file is damaged; retrain or re-export it."
+    )

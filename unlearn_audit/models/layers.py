@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -44,6 +44,31 @@ class Classifier(nn.Module):
         if self.normalization is not None:
             x = (x - self.input_mean) / self.input_std
         return self.net(x)
+
+
+def copy_module(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that can be trained, TorchScript parts included.
+
+    ``copy.deepcopy`` of a TorchScript module gives parameters that are not leaves (they cannot
+    be optimised), so compiled submodules are copied through ``torch.jit.save``/``load``.
+    """
+    import copy
+    import io
+    import warnings
+
+    memo: dict[int, Any] = {}
+    for sub in model.modules():
+        if isinstance(sub, torch.jit.ScriptModule) and id(sub) not in memo:
+            buffer = io.BytesIO()
+            with warnings.catch_warnings():  # deprecated, but users still ship TorchScript
+                warnings.simplefilter("ignore", FutureWarning)
+                torch.jit.save(sub, buffer)
+                buffer.seek(0)
+                memo[id(sub)] = torch.jit.load(buffer, map_location="cpu")
+            for inner in sub.modules():  # copied with it
+                memo.setdefault(id(inner), None)
+    memo = {k: v for k, v in memo.items() if v is not None}
+    return copy.deepcopy(model, memo)
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -120,6 +145,8 @@ def find_layers(
     """
     convs, linears = [], []
     for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule) and name.endswith(f".{_Step.INNER}"):
+            continue  # the compiled layer inside a recovered chain's step: hook the step
         kind = layer_kind(module)
         if kind == "Conv2d":
             convs.append(name)
@@ -138,6 +165,50 @@ def find_layers(
             "name the layer whose output is the features with --feature-layer."
         )
     return LayerInfo(conv=conv, features=linears[-1], features_from="input")
+
+
+class _Step(nn.Module):
+    """One layer of a :class:`RecoveredChain`: an eager shell (which takes hooks) around a
+    compiled layer, flattening the input of a ``Linear`` as the usual forward does."""
+
+    INNER = "inner"
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.original_name = layer_kind(inner)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.original_name == "Linear" and x.dim() > 2:
+            x = x.flatten(1)
+        return self.inner(x)
+
+
+class RecoveredChain(nn.Module):
+    """A network run as the chain of its leaf modules, in registration order."""
+
+    def __init__(self, steps: list[nn.Module]) -> None:
+        super().__init__()
+        self.steps = nn.ModuleList(_Step(step) for step in steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x)
+        return x
+
+
+def recover_chain(net: nn.Module) -> RecoveredChain | None:
+    """The leaf modules of ``net`` (a TorchScript network, typically) as an eager chain, when
+    they end in a ``Linear``; else ``None``.
+
+    The chain is only a candidate: it equals ``net`` when ``net``'s forward applies its
+    submodules one after another (flattening before the head), and the caller must check that
+    on real inputs before reading anything through it.
+    """
+    leaves = [m for _, m in net.named_modules() if not any(True for _ in m.children())]
+    if not leaves or leaves[0] is net or layer_kind(leaves[-1]) != "Linear":
+        return None
+    return RecoveredChain(leaves)
 
 
 _NO_HOOKS = (

@@ -297,13 +297,19 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
         }
         for v in result.verdicts
     ]
-    models = [{"role": role, **info} for role, info in result.models.items()]
+    models = [_model_row(role, info) for role, info in result.models.items()]
     return {
         "result": result,
         "title": f"Unlearning audit: {result.request['description']}",
+        "outcome": result.outcome,
+        "headline": result.headline(),
+        "recipe_note": result.recipe_note,
+        "record": _record_rows(result),
+        "limitations": result.limitations,
         "verdicts": verdicts,
         "counts": {
-            s: sum(v.status == s for v in result.verdicts) for s in ("PASS", "WARN", "FAIL", "N/A")
+            s: sum(v.status == s for v in result.verdicts)
+            for s in ("PASS", "WARN", "FAIL", "INCONCLUSIVE", "N/A")
         },
         "claims": CLAIMS,
         "threat_model": THREAT_MODEL,
@@ -315,6 +321,63 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
         "sizes": result.request["sizes"],
         "fingerprints": result.request["fingerprints"],
         "config": result.config,
+    }
+
+
+def _recipe_text(recipe: Any) -> str:
+    """A recorded recipe in a few words (``sgd lr 0.05 cosine, 30 ep, batch 64``)."""
+    if not isinstance(recipe, dict) or not recipe:
+        return "unknown"
+    text = (
+        f"{recipe.get('optimizer')} lr {_number(recipe.get('lr'), 4)} {recipe.get('schedule')}, "
+        f"{recipe.get('epochs')} ep, batch {recipe.get('batch_size')}"
+    )
+    if recipe.get("weight_decay"):
+        text += f", wd {recipe['weight_decay']:g}"
+    if recipe.get("augment"):
+        text += ", augmented"
+    return text
+
+
+def _model_row(role: str, info: dict[str, Any]) -> dict[str, Any]:
+    accuracy = info.get("accuracy") or {}
+    recipe = _recipe_text(info.get("recipe"))
+    if info.get("recipe_source") == "default":
+        recipe += " (default recipe: not the original's)"
+    return {
+        "role": role,
+        "origin": info.get("origin") or "—",
+        "fingerprint": info.get("fingerprint"),
+        "kind": info.get("kind"),
+        "source": info.get("source") or "—",
+        "arch": info.get("arch") or "—",
+        "recipe": recipe,
+        "seed": "—" if info.get("seed") is None else info["seed"],
+        "members_fingerprint": info.get("members_fingerprint") or "—",
+        "train_accuracy": _number(accuracy.get("members")),
+        "test_accuracy": _number(accuracy.get("test")),
+    }
+
+
+def _record_rows(result: AuditResult) -> dict[str, Any]:
+    """The compliance record: versions, device, command line, file hashes, policy, seeds."""
+    record = result.record or {}
+    command = record.get("command_line")
+    files = [
+        {"role": role, "file": entry.get("file") or "in memory", "sha256": entry.get("sha256")}
+        for role, entry in (record.get("files") or {}).items()
+    ]
+    policy = record.get("policy") or {}
+    seeds = record.get("seeds") or {}
+    return {
+        "device": record.get("device") or "—",
+        "command_line": " ".join(command) if command else "Python API",
+        "files": files,
+        "policy": f"{policy.get('source', result.config.get('policy', '—'))}, sha256 "
+        f"{policy.get('sha256') or '—'}",
+        "seeds": "; ".join(f"{k} {v}" for k, v in seeds.items()) or "—",
+        "recipe": _recipe_text((record.get("recipe") or {}).get("recipe"))
+        + f" ({(record.get('recipe') or {}).get('source', 'unknown')})",
     }
 
 

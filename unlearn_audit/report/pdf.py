@@ -8,8 +8,9 @@ from unlearn_audit._io import write_atomic
 from unlearn_audit.errors import UnlearnAuditError
 
 INSTALL_HINT = (
-    "install WeasyPrint and its system libraries (pip install weasyprint; on Debian/Ubuntu "
-    "apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0)"
+    "install the pdf extra, pip install 'unlearn-audit[pdf]' (WeasyPrint), and its system "
+    "libraries (on Debian/Ubuntu apt-get install libpango-1.0-0 libpangoft2-1.0-0 "
+    "libharfbuzz-subset0)"
 )
 
 

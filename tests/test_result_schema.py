@@ -1,0 +1,101 @@
+"""A result.json that parses but has a wrong field: one line naming the field, never a traceback."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unlearn_audit._result_schema import validate_result_dict
+from unlearn_audit.cli import main
+from unlearn_audit.errors import ConfigError
+from unlearn_audit.results import AuditResult
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "result_class.json"
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, Any]:
+    return json.loads(GOLDEN.read_text())
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set the field at a dotted path (``a.b``, ``a[0].b``) of a result dict."""
+
+    def edit(data: dict[str, Any]) -> None:
+        *parents, last = path.replace("[", ".").replace("]", "").split(".")
+        node: Any = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[last] = value
+
+    return edit
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data.pop(key)
+
+
+def test_the_golden_result_still_loads(golden: dict[str, Any]) -> None:
+    validate_result_dict(copy.deepcopy(golden))
+    result = AuditResult.load(GOLDEN)
+    assert set(result.checks) == set(golden["checks"]) and len(result.verdicts) > 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set("checks", 3), "`checks` must be an object of check results; got 3."),
+        (
+            _set("checks.accuracy.metrics", []),
+            "`checks.accuracy.metrics` must be an object; got []",
+        ),
+        (_set("verdicts[0].status", 5), "`verdicts[0].status` must be a string; got 5."),
+        (_set("models", None), "`models` must be an object of model descriptions; got null."),
+        (_drop("verdicts"), "`verdicts` is missing from the audit result."),
+        (_set("checks.membership.seconds", "slow"), "`checks.membership.seconds` must be a number"),
+        (_set("verdicts[1].interval", [0.1, "x"]), "`verdicts[1].interval[1]` must be a number"),
+        (_set("timings.load", {}), "`timings.load` must be a number or null; got {}."),
+        (_set("notes", "a note"), "`notes` must be a list of strings"),
+    ],
+)
+def test_report_names_the_first_wrong_field(
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    golden: dict[str, Any],
+    edit: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    data = copy.deepcopy(golden)
+    edit(data)
+    (workdir / "result.json").write_text(json.dumps(data))
+    assert main(["report", "result.json", "--no-pdf"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("unlearn-audit: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "re-run the audit" in err.lower()
+    assert not (workdir / "report.html").exists()
+
+
+def test_newer_optional_fields_are_accepted(golden: dict[str, Any]) -> None:
+    data = copy.deepcopy(golden)
+    data["record"] = {"command": "unlearn-audit audit"}
+    data["outcome"] = "inconclusive"
+    data["limitations"] = ["a limitation"]
+    data["models"]["unlearned"]["extra_key"] = {"any": "thing"}
+    data["checks"]["accuracy"]["cause"] = ""
+    data["checks"]["accuracy"]["remedy"] = "give --trigger"
+    data["verdicts"][0]["cause"] = "not_run"
+    validate_result_dict(data)
+
+
+def test_a_document_of_another_shape_or_version(golden: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="must be a JSON object; got \\[1, 2\\]"):
+        validate_result_dict([1, 2])
+    # another schema version is left to the version check, which names the version
+    with pytest.raises(ConfigError, match="schema version 2"):
+        AuditResult.from_dict({**golden, "schema_version": 2, "checks": 3})
