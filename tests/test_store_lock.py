@@ -1,4 +1,4 @@
-"""Two processes sharing one store (two CI jobs): the model is trained once, both get it."""
+"""Two audits sharing one store (two CI jobs): the reference is trained once, both get it."""
 
 from __future__ import annotations
 
@@ -14,32 +14,39 @@ from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.store import Store
 
 
-def _train_in_child(root: str, barrier: Any, results: Any) -> None:
-    """One CI job: train the same small model on the shared store; report hits and misses."""
+def _audit_in_child(root: str, barrier: Any, results: Any) -> None:
+    """One CI job: audit against the shared store (it trains a reference); report what the
+    audit built and the reference it got."""
     import torch
 
+    from unlearn_audit.audit import audit
     from unlearn_audit.data.datasets import load_dataset
+    from unlearn_audit.data.splits import ForgetRequest
     from unlearn_audit.train import Recipe, train_classifier
 
     torch.set_num_threads(1)
     digits = load_dataset("digits")
-    store = Store(root)
-    barrier.wait()  # both look up the entry at the same moment: both miss it
-    model = train_classifier(
-        digits,
-        arch="mlp",
-        recipe=Recipe(lr=0.05, epochs=1, batch_size=64),
-        store=store,
-        progress=False,
+    original = train_classifier(
+        digits, arch="mlp", recipe=Recipe(lr=0.05, epochs=1, batch_size=64), progress=False
     )
-    results.put((store.hits, store.misses, model.fingerprint))
+    barrier.wait()  # both look up the reference at the same moment: both miss it
+    result = audit(
+        original=original,
+        unlearned=original,
+        dataset=digits,
+        request=ForgetRequest.classes(3),
+        checks=["accuracy"],
+        store=Store(root),
+    )
+    built = result.config["models_built"]
+    results.put((built["trained"], built["reused"], result.models["reference"]["fingerprint"]))
 
 
-def test_two_processes_on_one_store_train_the_model_once(tmp_path: Path) -> None:
+def test_two_audits_in_parallel_on_one_store_train_the_reference_once(tmp_path: Path) -> None:
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(2), spawn.Queue()
     jobs = [
-        spawn.Process(target=_train_in_child, args=(str(tmp_path), barrier, results))
+        spawn.Process(target=_audit_in_child, args=(str(tmp_path), barrier, results))
         for _ in range(2)
     ]
     for job in jobs:
@@ -53,7 +60,7 @@ def test_two_processes_on_one_store_train_the_model_once(tmp_path: Path) -> None
         for job in jobs:
             if job.is_alive():
                 job.terminate()
-    assert sorted((hits, misses) for hits, misses, _ in outcomes) == [(0, 1), (1, 0)]
+    assert sorted((trained, reused) for trained, reused, _ in outcomes) == [(0, 1), (1, 0)]
     assert outcomes[0][2] == outcomes[1][2]
     assert len(list(tmp_path.rglob("*.safetensors"))) == 1
     assert not list(tmp_path.rglob("*.tmp"))
