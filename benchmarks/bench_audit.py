@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from unlearn_audit import ForgetRequest, load_dataset, make_splits, train_classifier
-from unlearn_audit.audit import audit
+from unlearn_audit.pipeline import audit
 from unlearn_audit.store import Store
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from unlearn_audit.audit import audit
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError, RegistryError
 from unlearn_audit.models.checkpoints import LoadedModel, wrap_model
+from unlearn_audit.pipeline import audit
 from unlearn_audit.results import AuditResult
 from unlearn_audit.store import Store
 from unlearn_audit.train import Recipe, default_recipe, fit, train_classifier

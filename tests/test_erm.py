@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_audit.audit import audit
 from unlearn_audit.checks.representation import erm_mask
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, make_splits
@@ -32,6 +31,7 @@ from unlearn_audit.models.checkpoints import LoadedModel, load_checkpoint, save_
 from unlearn_audit.models.erm import ErmNet
 from unlearn_audit.models.layers import find_layers
 from unlearn_audit.models.zoo import build_model
+from unlearn_audit.pipeline import audit
 from unlearn_audit.store import Store
 from unlearn_audit.train import Recipe, train_classifier
 from unlearn_audit.update_log import UpdateRecorder

@@ -371,7 +371,7 @@ def test_fail_on_warn_turns_a_warning_into_exit_3(
         return verdicts
 
     judge = policy_module.judge
-    monkeypatch.setattr("unlearn_audit.audit.judge", warn_utility)
+    monkeypatch.setattr("unlearn_audit.pipeline.judge", warn_utility)
     common = [*_quick(files), "--checks", "accuracy"]
     policy = tmp_path / "lenient.toml"
     policy.write_text("[utility_kept]\npass = 1.0\nwarn = 1.0\n")
@@ -458,7 +458,7 @@ def test_given_shadows_are_used_and_give_the_same_attack(
     digits: Dataset, quick_model: Any, tmp_path: Path
 ) -> None:
     from tests.conftest import QUICK
-    from unlearn_audit.audit import audit, shadow_member_ids, shadow_seed
+    from unlearn_audit.pipeline import audit, shadow_member_ids, shadow_seed
     from unlearn_audit.store import Store
     from unlearn_audit.train import train_classifier
 

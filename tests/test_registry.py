@@ -182,12 +182,12 @@ def test_a_plugin_of_every_group_is_found_and_usable(
     quick_model: LoadedModel,
     digits: Dataset,
 ) -> None:
-    from unlearn_audit.audit import audit
     from unlearn_audit.checks import CHECKS
     from unlearn_audit.cli import main
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.data.splits import ForgetRequest
     from unlearn_audit.models.zoo import build_model
+    from unlearn_audit.pipeline import audit
 
     _install(
         plugin_path,

@@ -13,7 +13,7 @@ import pytest
 from unlearn_audit._result_schema import validate_result_dict
 from unlearn_audit.cli import main
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.results import AuditResult
+from unlearn_audit.results import SCHEMA_VERSION, AuditResult
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "result_class.json"
 
@@ -21,6 +21,10 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "result_class.json"
 @pytest.fixture(scope="module")
 def golden() -> dict[str, Any]:
     return json.loads(GOLDEN.read_text())
+
+
+def _validate(data: object) -> None:
+    validate_result_dict(data, schema_version=SCHEMA_VERSION, result_type=AuditResult)
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -41,7 +45,7 @@ def _drop(key: str) -> Callable[[dict[str, Any]], None]:
 
 
 def test_the_golden_result_still_loads(golden: dict[str, Any]) -> None:
-    validate_result_dict(copy.deepcopy(golden))
+    _validate(copy.deepcopy(golden))
     result = AuditResult.load(GOLDEN)
     assert set(result.checks) == set(golden["checks"]) and len(result.verdicts) > 0
 
@@ -90,12 +94,12 @@ def test_newer_optional_fields_are_accepted(golden: dict[str, Any]) -> None:
     data["checks"]["accuracy"]["cause"] = ""
     data["checks"]["accuracy"]["remedy"] = "give --trigger"
     data["verdicts"][0]["cause"] = "not_run"
-    validate_result_dict(data)
+    _validate(data)
 
 
 def test_a_document_of_another_shape_or_version(golden: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="must be a JSON object; got \\[1, 2\\]"):
-        validate_result_dict([1, 2])
+        _validate([1, 2])
     # another schema version is left to the version check, which names the version
     with pytest.raises(ConfigError, match="schema version 2"):
         AuditResult.from_dict({**golden, "schema_version": 2, "checks": 3})

@@ -169,8 +169,8 @@ def test_computed_results_are_stored_checked_and_rebuilt(tmp_path: Path) -> None
 def test_a_reference_relearn_curve_is_probed_once(
     digits: Dataset, quick_model: LoadedModel, tmp_path: Path
 ) -> None:
-    from unlearn_audit.audit import audit
     from unlearn_audit.data.splits import ForgetRequest, make_splits
+    from unlearn_audit.pipeline import audit
 
     splits = make_splits(digits, ForgetRequest.classes(3))
     reference = train_classifier(

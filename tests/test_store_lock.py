@@ -19,9 +19,9 @@ def _audit_in_child(root: str, barrier: Any, results: Any) -> None:
     audit built and the reference it got."""
     import torch
 
-    from unlearn_audit.audit import audit
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.data.splits import ForgetRequest
+    from unlearn_audit.pipeline import audit
     from unlearn_audit.train import Recipe, train_classifier
 
     torch.set_num_threads(1)

@@ -14,7 +14,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "audit": "unlearn_audit.audit",
+    "audit": "unlearn_audit.pipeline",
     "AuditResult": "unlearn_audit.results",
     "Policy": "unlearn_audit.policy",
     "Dataset": "unlearn_audit.data.datasets",
@@ -32,11 +32,11 @@ _EXPORTS = {
     "ModelInfo": "unlearn_audit.models.checkpoints",
     "load_checkpoint": "unlearn_audit.models.checkpoints",
     "save_checkpoint": "unlearn_audit.models.checkpoints",
-    "Recipe": "unlearn_audit.train",
-    "default_recipe": "unlearn_audit.train",
-    "fit": "unlearn_audit.train",
-    "train_classifier": "unlearn_audit.train",
-    "accuracy": "unlearn_audit.train",
+    "Recipe": "unlearn_audit.recipe",
+    "default_recipe": "unlearn_audit.recipe",
+    "fit": "unlearn_audit.loop",
+    "train_classifier": "unlearn_audit.classifier",
+    "accuracy": "unlearn_audit.loop",
     "Store": "unlearn_audit.store",
     "UnlearnAuditError": "unlearn_audit.errors",
 }
@@ -46,7 +46,6 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        # `audit` is both a module and its main function: the module is callable (audit.py)
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'unlearn_audit' has no attribute {name!r}")
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from unlearn_audit.errors import ConfigError
+from unlearn_audit.evidence import CheckResult, Verdict
 
 _FIX = "Re-run the audit, or restore result.json as unlearn-audit wrote it."
 
@@ -106,14 +107,10 @@ _VERDICT_FIELDS: dict[str, _Rule] = {
 
 
 def _check_entry(path: str, value: Any) -> _Problem:
-    from unlearn_audit.checks.base import CheckResult
-
     return _record(path, value, _CHECK_FIELDS, CheckResult, "a check result (an object)")
 
 
 def _verdict(path: str, value: Any) -> _Problem:
-    from unlearn_audit.results import Verdict
-
     return _record(path, value, _VERDICT_FIELDS, Verdict, "a verdict (an object)")
 
 
@@ -192,7 +189,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def validate_result_dict(data: Any) -> None:
+def validate_result_dict(data: Any, *, schema_version: int, result_type: type) -> None:
     """Check the whole of a parsed ``result.json``; the first wrong field is named.
 
     A document of another schema version is left to the caller's version check.
@@ -201,13 +198,11 @@ def validate_result_dict(data: Any) -> None:
         ConfigError: ``"`checks` must be an object of check results; got 3. ..."``, or
             ``"`verdicts` is missing ..."``.
     """
-    from unlearn_audit.results import SCHEMA_VERSION, AuditResult
-
     if not isinstance(data, dict):
         raise ConfigError(f"an audit result must be a JSON object; got {_shown(data)}. {_FIX}")
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") != schema_version:
         return
-    problem = _record("", data, _TOP_FIELDS, AuditResult, "")
+    problem = _record("", data, _TOP_FIELDS, result_type, "")
     if problem is None:
         return
     path, value, expected = problem

@@ -525,8 +525,8 @@ def audit_exit_code(outcome: str, fail_on: str = "fail") -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from unlearn_audit.audit import audit
     from unlearn_audit.checks import CHECKS
+    from unlearn_audit.pipeline import audit
 
     _check_out_dir(args.out, "--out")
     dataset, splits = load_request(args)
@@ -709,10 +709,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     own SISA and ERM originals), and write the reports."""
     from tqdm.auto import tqdm
 
-    from unlearn_audit.audit import audit
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.data.splits import ForgetRequest, make_splits
     from unlearn_audit.models.checkpoints import save_checkpoint
+    from unlearn_audit.pipeline import audit
     from unlearn_audit.registry import METHOD_PLUGINS
     from unlearn_audit.report import write_report
     from unlearn_audit.report.compare import write_comparison

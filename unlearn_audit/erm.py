@@ -31,9 +31,10 @@ from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.functional import erm as erm_maths
 from unlearn_audit.functional.representation import csi, l1_density
+from unlearn_audit.loop import BatchTransform, StepState, TrainResult, fit
 from unlearn_audit.models.erm import ERM_ARCH, ErmNet
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import BatchTransform, Recipe, StepState, TrainResult, fit
+from unlearn_audit.recipe import Recipe
 
 __all__ = ["ERM_ARCH", "erm_logits", "erm_net", "is_erm_epoch", "train_erm", "training_fingerprint"]
 

@@ -14,10 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from unlearn_audit.checks.base import CheckResult
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.results import Verdict
+from unlearn_audit.evidence import CheckResult, Verdict
 
 CLAIMS: dict[str, str] = {
     "forgotten": "The forget set is treated like a model retrained without it treats it.",

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unlearn_audit._io import write_atomic
-from unlearn_audit.checks.base import CheckResult
+from unlearn_audit._result_schema import validate_result_dict
 from unlearn_audit.errors import ConfigError
+from unlearn_audit.evidence import CheckResult, Verdict, known_fields
+
+__all__ = [
+    "DEFAULT_RECIPE_NOTE",
+    "OUTCOMES",
+    "SCHEMA_VERSION",
+    "AuditResult",
+    "CheckResult",
+    "Verdict",
+]
 
 SCHEMA_VERSION = 1
 
@@ -23,43 +33,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
-
-
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``data`` that are fields of dataclass ``cls`` (newer files may hold more)."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
-
-
-@dataclass
-class Verdict:
-    """The policy's judgement of one claim.
-
-    Attributes:
-        claim: Claim name (``forgotten``, ``utility_kept``, ...).
-        status: ``PASS``, ``WARN``, ``FAIL``, ``N/A`` (not run by the user's choice, or
-            nothing to judge) or ``INCONCLUSIVE`` (it applies, but these models could not be
-            judged: see ``remedy``).
-        statement: The claim in plain words.
-        evidence: What was measured and compared, in words.
-        measured: The measured value (or ``None``).
-        interval: Its 95% interval ``[low, high]`` (or ``None``).
-        reference: The reference value it is compared with (or ``None``).
-        threshold: The policy thresholds used.
-        cause: For N/A and INCONCLUSIVE: ``not_run``, ``not_applicable`` or ``unjudgeable``.
-        remedy: For INCONCLUSIVE (and some N/A): what to give so the claim can be judged.
-    """
-
-    claim: str
-    status: str
-    statement: str
-    evidence: str = ""
-    measured: float | None = None
-    interval: list[float | None] | None = None
-    reference: float | None = None
-    threshold: dict[str, float] = field(default_factory=dict)
-    cause: str = ""
-    remedy: str = ""
 
 
 OUTCOMES = ("PASS", "WARN", "INCONCLUSIVE", "FAIL")
@@ -148,18 +121,17 @@ class AuditResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditResult:
-        from unlearn_audit._result_schema import validate_result_dict
-
-        validate_result_dict(data)  # names the first wrong field instead of a deep AttributeError
+        # names the first wrong field instead of a deep AttributeError
+        validate_result_dict(data, schema_version=SCHEMA_VERSION, result_type=cls)
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ConfigError(
                 f"audit result has schema version {version!r}; this unlearn-audit reads version "
                 f"{SCHEMA_VERSION}. Re-run the audit with this version."
             )
-        values = _known(cls, data)
+        values = known_fields(cls, data)
         values["checks"] = {n: CheckResult.from_dict(c) for n, c in data["checks"].items()}
-        values["verdicts"] = [Verdict(**_known(Verdict, v)) for v in data["verdicts"]]
+        values["verdicts"] = [Verdict(**known_fields(Verdict, v)) for v in data["verdicts"]]
         return cls(**values)
 
     def to_dict_json(self) -> dict[str, Any]:

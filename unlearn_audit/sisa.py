@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from unlearn_audit.data.datasets import Dataset, Normalization
+from unlearn_audit.loop import BatchTransform, fit
 from unlearn_audit.models.ensemble import SISA_ARCH, ShardEnsemble, check_cells
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import BatchTransform, Recipe, fit
+from unlearn_audit.recipe import Recipe
 
 
 def slice_epochs(epochs: int, slices: int) -> int:

@@ -744,10 +744,10 @@ class UnlearnSetup:
 
         Args:
             unlearned: The model under audit (or its checkpoint path).
-            **kwargs: Further arguments of :func:`unlearn_audit.audit.audit` (``checks``,
+            **kwargs: Further arguments of :func:`unlearn_audit.pipeline.audit` (``checks``,
                 ``profile``, ``references``, ``store``, ...); they override the setup's.
         """
-        from unlearn_audit.audit import audit as run_audit
+        from unlearn_audit.pipeline import audit as run_audit
 
         options: dict[str, Any] = {
             "original": self.original,

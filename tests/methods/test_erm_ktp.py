@@ -28,7 +28,6 @@ import pytest
 import torch
 
 from methods import unlearn
-from unlearn_audit.audit import audit
 from unlearn_audit.checks.representation import erm_mask
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
@@ -36,6 +35,7 @@ from unlearn_audit.erm import erm_logits, erm_net
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.functional.representation import csi, l1_density
 from unlearn_audit.models.checkpoints import LoadedModel, wrap_model
+from unlearn_audit.pipeline import audit
 from unlearn_audit.store import Store
 from unlearn_audit.train import accuracy
 

@@ -16,7 +16,7 @@ from unlearn_audit.functional.stats import reference_position
 from unlearn_audit.outputs import TTA_VIEWS
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
 
 
 @register_check

@@ -15,7 +15,7 @@ import numpy as np
 from unlearn_audit.checks.base import Check, CheckResult, Needs, rate, register_check
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
 
 
 @register_check

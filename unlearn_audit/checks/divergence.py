@@ -16,7 +16,7 @@ from unlearn_audit.functional.divergence import activation_distance, js_divergen
 from unlearn_audit.functional.stats import mean_with_interval
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
 
 SPLITS = ("forget", "retain", "test")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
 
 
 def _seconds(extra: dict[str, Any], *keys: str) -> float | None:

@@ -46,7 +46,7 @@ from unlearn_audit.functional.mia import (
 from unlearn_audit.functional.stats import bootstrap_interval
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
 
 ATTACKS = ("shokri", "lira", "loss")

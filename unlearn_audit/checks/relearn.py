@@ -27,12 +27,13 @@ from torch import nn
 from unlearn_audit._hashing import fingerprint_ids
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
 from unlearn_audit.functional.relearn import relearn_time
+from unlearn_audit.loop import StepState, accuracy, fit
 from unlearn_audit.models.layers import get_layer
 from unlearn_audit.outputs import readable_layers
-from unlearn_audit.train import Recipe, StepState, accuracy, fit
+from unlearn_audit.recipe import Recipe
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
 
 RECIPE = Recipe(
@@ -190,9 +191,9 @@ def _curve_key(
 ) -> dict[str, Any]:
     """Everything a stored relearn curve depends on: the model's weights, the data and ids, the
     probe's settings, the device kind and the code that runs it."""
-    import unlearn_audit.train as training
+    import unlearn_audit.loop as loop
 
-    code = hashlib.sha256(Path(__file__).read_bytes() + Path(training.__file__).read_bytes())
+    code = hashlib.sha256(Path(__file__).read_bytes() + Path(loop.__file__).read_bytes())
     return {
         "variant": variant,
         "model": model.fingerprint,

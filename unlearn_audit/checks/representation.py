@@ -32,7 +32,7 @@ from unlearn_audit.functional.representation import (
 )
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
 
 SHOTS = (2, 5)
 ERM_ATTRIBUTE = "erm_mask"

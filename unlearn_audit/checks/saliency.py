@@ -26,7 +26,7 @@ from unlearn_audit.models.layers import get_layer
 from unlearn_audit.outputs import readable_layers
 
 if TYPE_CHECKING:
-    from unlearn_audit.audit import AuditContext
+    from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
 
 SAMPLES = 32

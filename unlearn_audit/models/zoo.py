@@ -255,10 +255,3 @@ def build_model(
         return _call_factory(_import_factory(arch), arch, num_classes, input_shape, kwargs)
     factory = ARCHS.get(arch)
     return _call_factory(factory, arch, num_classes, input_shape, kwargs)
-
-
-# registers the `sisa` ensemble; imported last because it builds its shards with build_model
-from unlearn_audit.models import ensemble as _ensemble  # noqa: E402, F401
-
-# registers `erm` (a CNN with the ERM mask layer); imported last for the same reason
-from unlearn_audit.models import erm as _erm  # noqa: E402, F401

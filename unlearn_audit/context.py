@@ -1,0 +1,154 @@
+"""What a check may read during an audit: the :class:`AuditContext`, and the settings and
+models it holds (:class:`AuditConfig`, :class:`ShadowBank`, :class:`Missing`).
+
+A leaf below the checks: checks import it (for types), it imports no check and not the
+pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearn_audit._validation import check_choice, check_positive_int
+from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.data.splits import Splits
+from unlearn_audit.data.triggers import Trigger
+from unlearn_audit.evidence import Cause, reference_role
+from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.outputs import OutputCollector, Outputs, View
+from unlearn_audit.recipe import Recipe
+from unlearn_audit.store import Store
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {"train": False, "references": 0, "shadows": 0, "per_sample": False},
+    "standard": {"train": True, "references": 1, "shadows": 4, "per_sample": False},
+    "full": {"train": True, "references": 3, "shadows": 8, "per_sample": True},
+}
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Options of one audit (every one recorded in the result).
+
+    Attributes:
+        profile: ``quick`` (trains nothing), ``standard`` (default) or ``full``.
+        checks: Names of the checks to run; default every registered check.
+        seed: Seed of everything the audit draws or trains (references use ``seed + i``).
+        num_references: References to train when none are given (profile default).
+        num_shadows: Shadow models (profile default).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: Inference batch size.
+        per_sample: Keep per-sample values for every forget sample (``full`` profile).
+    """
+
+    profile: str = "standard"
+    checks: tuple[str, ...] | None = None
+    seed: int = 0
+    num_references: int | None = None
+    num_shadows: int | None = None
+    device: str = "auto"
+    batch_size: int = 512
+    per_sample: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self.profile, "profile", tuple(PROFILES))
+        if self.checks is not None:  # the names are checked against the registry by the pipeline
+            object.__setattr__(self, "checks", tuple(self.checks))
+        defaults = PROFILES[self.profile]
+        for name, key in (("num_references", "references"), ("num_shadows", "shadows")):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, defaults[key])
+            check_positive_int(getattr(self, name), name, minimum=0)
+        if self.per_sample is None:
+            object.__setattr__(self, "per_sample", defaults["per_sample"])
+
+    @property
+    def trains(self) -> bool:
+        return bool(PROFILES[self.profile]["train"])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["checks"] = list(self.checks) if self.checks is not None else None
+        return data
+
+
+@dataclass
+class ShadowBank:
+    """Shadow models of the original's architecture and recipe, each trained on a random half
+    of the population (``in_ids[k]``); the rest of the population is its "out" data.
+
+    Attributes:
+        models: The shadow models.
+        in_ids: Each one's member ids (within the population).
+        given: True when the user gave them (nothing was trained for them).
+        seeds: Each one's training seed, when the audit trained it.
+    """
+
+    models: list[LoadedModel]
+    in_ids: list[np.ndarray]
+    given: bool = False
+    seeds: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Why something an audit needs (references, shadows) is not there, and what to do."""
+
+    cause: Cause
+    reason: str
+    remedy: str = ""
+
+
+@dataclass
+class AuditContext:
+    """Everything a check may read. Checks get outputs only through :meth:`outputs`."""
+
+    dataset: Dataset
+    splits: Splits
+    original: LoadedModel
+    unlearned: LoadedModel
+    references: list[LoadedModel]
+    shadows: ShadowBank | None
+    trigger: Trigger | None
+    config: AuditConfig
+    collector: OutputCollector
+    store: Store
+    device: torch.device
+    training_recipe: Recipe = field(default_factory=Recipe)
+    recipe_source: str = "default"
+    train_arch: tuple[str, dict[str, Any]] | None = None
+    references_trained: bool = False
+    missing: dict[str, Missing] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def outputs(self, model: LoadedModel, split: str, view: View = "clean") -> Outputs:
+        """Outputs of ``model`` on the split called ``split`` through ``view`` (cached)."""
+        return self.collector.get(
+            model, self.splits.get(split), self.splits.fingerprints[split], view
+        )
+
+    def roles(self) -> list[tuple[str, LoadedModel]]:
+        """``(role, model)`` for original, unlearned and each reference (``reference``,
+        ``reference_2``, ...)."""
+        roles = [("original", self.original), ("unlearned", self.unlearned)]
+        roles += [(reference_role(i), ref) for i, ref in enumerate(self.references)]
+        return roles
+
+    def recipe(self) -> Recipe:
+        """The recipe references, shadows and probes are trained with: the one given, else the
+        one the original records, else the default (see ``recipe_source``)."""
+        return self.training_recipe
+
+    def unreadable_reason(self, model: LoadedModel) -> str:
+        """Why the layers of ``model`` cannot be read (empty when they can)."""
+        if model.fingerprint in self.collector.unreadable:
+            return self.collector.unreadable[model.fingerprint]
+        return self.collector.layers_of(model)[1]
+
+    @property
+    def is_class_request(self) -> bool:
+        return self.splits.request.kind == "class"
