@@ -383,7 +383,7 @@ def test_fail_on_warn_turns_a_warning_into_exit_3(
 
 
 def test_exit_codes_table() -> None:
-    from unlearn_audit.commands import audit_exit_code
+    from unlearn_audit.cli.auditing import audit_exit_code
 
     table = {
         ("PASS", "fail"): 0,

@@ -184,6 +184,16 @@ def train_classifier(
     return store.get_or_train(parts, _train)
 
 
+def attack_success(model: LoadedModel, dataset: Dataset, trigger: Trigger) -> float:
+    """Share of the triggered held-out inputs of other classes that ``model`` calls the
+    trigger's target (the attack success rate on the dataset's held-out part)."""
+    ids = dataset.heldout_ids[dataset.labels[dataset.heldout_ids] != trigger.target]
+    x, _ = dataset.load(ids)
+    with torch.inference_mode():
+        predicted = model.module(trigger.apply(x)).argmax(1).numpy()
+    return float(np.mean(predicted == trigger.target))
+
+
 def poison_transform(trigger: Trigger, poison_ids: np.ndarray) -> BatchTransform:
     """A batch transform that stamps ``trigger`` on ``poison_ids`` and relabels them."""
     poison = np.asarray(poison_ids, dtype=np.int64)

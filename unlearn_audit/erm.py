@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,8 @@ from unlearn_audit.errors import ConfigError
 from unlearn_audit.functional import erm as erm_maths
 from unlearn_audit.functional.representation import csi, l1_density
 from unlearn_audit.loop import BatchTransform, StepState, TrainResult, fit
-from unlearn_audit.models.erm import ERM_ARCH, ErmNet
+from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.models.erm import ERM_ARCH, ErmNet, erm_mask
 from unlearn_audit.models.layers import Classifier
 from unlearn_audit.recipe import Recipe
 
@@ -156,6 +158,23 @@ def train_erm(
         progress=progress,
         desc=desc,
     )
+
+
+def mask_summary(model: LoadedModel) -> dict[str, Any]:
+    """The ERM mask G of a trained ERM model in numbers (seed 000): its shape, CSI (total and
+    mean over class pairs), L1-density, and the classes that hold no channel."""
+    g = erm_mask(model)
+    if g is None:
+        raise ConfigError("the model has no ERM mask layer; train it with --erm.")
+    total, mean = csi(g) if g.shape[0] > 1 else (0.0, 0.0)
+    return {
+        "classes": int(g.shape[0]),
+        "channels": int(g.shape[1]),
+        "csi": float(total),
+        "csi_mean": float(mean),
+        "l1_density": float(l1_density(g)),
+        "empty_classes": [c for c in range(g.shape[0]) if not g[c].any()],
+    }
 
 
 def training_fingerprint() -> str:

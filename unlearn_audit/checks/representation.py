@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
 from unlearn_audit.functional.representation import (
@@ -30,27 +29,12 @@ from unlearn_audit.functional.representation import (
     l1_density,
     linear_cka,
 )
+from unlearn_audit.models.erm import erm_mask
 
 if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
 
 SHOTS = (2, 5)
-ERM_ATTRIBUTE = "erm_mask"
-
-
-def erm_mask(model: Any) -> np.ndarray | None:
-    """The ERM mask matrix G ``(C, K)`` of a model trained with the mask layer (seed 000).
-
-    Contract with the ERM layer: a submodule with a 2-D tensor attribute ``erm_mask``
-    (classes x channels). ``None`` for other models.
-    """
-    for module in model.module.modules():
-        mask = getattr(module, ERM_ATTRIBUTE, None)
-        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-            return np.abs(mask.detach().cpu().double().numpy())
-    return None
-
-
 DRAWS = 5
 _ROLE_REMEDY = {
     "unlearned": "the unlearned model (--unlearned-arch)",

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models import ResNet as _TvResNet
@@ -202,3 +203,19 @@ def erm(
     period = check_positive_int(period, "erm_period", minimum=2)
     net = build_model(base, num_classes, input_shape, arch_kwargs=base_kwargs)
     return ErmNet(net, num_classes, base_name=base, lambda_reg=lambda_reg, period=period)
+
+
+ERM_ATTRIBUTE = "erm_mask"
+
+
+def erm_mask(model: Any) -> np.ndarray | None:
+    """The ERM mask matrix G ``(C, K)`` of a model trained with the mask layer (seed 000).
+
+    Contract with the ERM layer: a submodule with a 2-D tensor attribute ``erm_mask``
+    (classes x channels). ``None`` for other models.
+    """
+    for module in model.module.modules():
+        mask = getattr(module, ERM_ATTRIBUTE, None)
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            return np.abs(mask.detach().cpu().double().numpy())
+    return None

@@ -1,33 +1,17 @@
-"""The ``unlearn-audit`` command line.
-
-Every verb validates its options once, at this boundary. A user mistake prints one line and
-exits 1 (2 for a malformed command line); only a bug shows a traceback.
-"""
+"""The ``unlearn-audit`` command line's parser: every verb and its options (no validation
+beyond argparse's; :mod:`unlearn_audit.cli.options` turns the arguments into core objects)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import warnings
-from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from unlearn_audit import __version__
-from unlearn_audit.commands import (
-    cmd_archs,
-    cmd_audit,
-    cmd_checks,
-    cmd_datasets,
-    cmd_demo,
-    cmd_inspect,
-    cmd_methods,
-    cmd_report,
-    cmd_splits,
-    cmd_train,
-    cmd_unlearn,
-)
-from unlearn_audit.errors import UnlearnAuditError
+from unlearn_audit.cli.auditing import cmd_audit, cmd_checks, cmd_report
+from unlearn_audit.cli.demo import cmd_demo
+from unlearn_audit.cli.inspection import cmd_archs, cmd_datasets, cmd_inspect, cmd_splits
+from unlearn_audit.cli.training import cmd_train
+from unlearn_audit.cli.unlearning import cmd_methods, cmd_unlearn
 
 PROG = "unlearn-audit"
 
@@ -488,50 +472,5 @@ def _add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 
-def _one_line_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    line: str | None = None,
-) -> str:
-    """Warnings as the CLI's errors are: one line, no source location."""
-    return f"{PROG}: warning: {message}\n"
-
-
 def _version_text() -> str:
     return f"{PROG} {__version__}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
-    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
-    try:
-        return _main(argv)
-    finally:
-        warnings.formatwarning = previous
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.command_line = [PROG, *(sys.argv[1:] if argv is None else argv)]
-    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
-    if run is None:
-        parser.print_help()
-        return 2
-    try:
-        return run(args)
-    except UnlearnAuditError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (stops a second error at exit)
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
