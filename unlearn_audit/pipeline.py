@@ -425,7 +425,7 @@ def audit(
         "given_references": given_references,
         "given_shadows": len(shadow_bank.models) if shadow_bank else 0,
     }
-    if ctx.recipe_source == "default" and (ctx.references_trained or _trained_shadows(ctx)):
+    if _trained_with_default_recipe(ctx):
         ctx.notes.insert(0, default_recipe_note(ctx.recipe()))
 
     results: dict[str, CheckResult] = {}
@@ -469,8 +469,10 @@ def audit(
     return result
 
 
-def _trained_shadows(ctx: AuditContext) -> bool:
-    return ctx.shadows is not None and not ctx.shadows.given
+def _trained_with_default_recipe(ctx: AuditContext) -> bool:
+    """The audit trained references or shadows, and with a recipe nobody gave or recorded."""
+    trained_shadows = ctx.shadows is not None and not ctx.shadows.given
+    return ctx.recipe_source == "default" and (ctx.references_trained or trained_shadows)
 
 
 def _build(ctx: AuditContext, needs: Needs, progress: bool) -> None:
@@ -749,8 +751,9 @@ def _limitations(ctx: AuditContext, result: AuditResult) -> list[str]:
                             f"{rate_entry.get('nonmembers')} non-members cannot resolve that "
                             "false-positive rate"
                         )
-    if ctx.recipe_source == "default" and (ctx.references_trained or _trained_shadows(ctx)):
-        items.append(default_recipe_note(ctx.recipe()))
+    note = result.recipe_note
+    if note is not None:
+        items.append(note)
     if len(ctx.references) == 1:
         items.append(
             "one reference seed: the seed-to-seed spread of a retrained model is not measured, "
