@@ -33,11 +33,11 @@ from methods.base import (
     MethodSpec,
     UnlearnResult,
     check_hyperparameters,
-    parse_hyperparameters,
     register_method,
     request_scope,
     unlearn,
 )
+from unlearn_audit.hyperparameters import parse_hyperparameters
 
 __all__ = [
     "METHODS",

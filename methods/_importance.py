@@ -17,18 +17,22 @@ They differ only in what they average over the samples ``ids``:
 Mini-batch estimates depend on the batch size (squaring comes after averaging over the batch)
 and, unless the batches are shuffled, on the order of ``ids``; pass a seeded ``generator`` to
 draw the batches at random (class-sorted ids would otherwise give class-pure batches).
+
+:func:`top_entries` ranks such per-parameter scores across the whole network, for the methods
+that change only the top ones (Fisher masking, SalUn).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._training import eval_mode
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.train import model_device
 
@@ -37,17 +41,6 @@ Importance = dict[str, torch.Tensor]
 _Contribution = Callable[
     [nn.Module, list[torch.Tensor], torch.Tensor, torch.Tensor], tuple[list[torch.Tensor], int]
 ]
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode for the duration, then the mode the model was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _gradients(loss: torch.Tensor, params: list[torch.Tensor], *, keep: bool) -> list[torch.Tensor]:
@@ -76,7 +69,7 @@ def _average(
     totals = [torch.zeros_like(p) for p in params]
     units = 0
     device = model_device(model)
-    with _eval_mode(model):
+    with eval_mode(model):
         batches = dataset.batches(
             ids, batch_size, shuffle=generator is not None, generator=generator, device=device
         )
@@ -90,6 +83,28 @@ def _average(
         name: next(averaged) if p.requires_grad else torch.zeros_like(p, requires_grad=False)
         for name, p in named
     }
+
+
+def _batch_gradient(
+    loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    transform: Callable[[torch.Tensor], torch.Tensor],
+) -> _Contribution:
+    """A contribution: ``transform`` of the gradient of ``loss(model, x, y)`` on one batch."""
+
+    def contribution(
+        net: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[list[torch.Tensor], int]:
+        return [transform(g) for g in _gradients(loss(net, x, y), params, keep=False)], 1
+
+    return contribution
+
+
+def _mean_cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(net(x), y)
+
+
+def _mean_squared_output_norm(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return net(x).pow(2).sum(dim=1).mean()
 
 
 def squared_gradient_importance(
@@ -116,13 +131,7 @@ def squared_gradient_importance(
     Returns:
         ``{name: (*param.shape)}``, each entry >= 0.
     """
-
-    def contribution(
-        net: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[list[torch.Tensor], int]:
-        loss = F.cross_entropy(net(x), y)
-        return [g.pow(2) for g in _gradients(loss, params, keep=False)], 1
-
+    contribution = _batch_gradient(_mean_cross_entropy, lambda grad: grad.pow(2))
     return _average(
         model, dataset, ids, batch_size=batch_size, generator=generator, contribution=contribution
     )
@@ -140,25 +149,10 @@ def output_norm_importance(
 
     ``L`` is the batch mean of ``||f(x)||_2^2``, the squared L2 norm of each sample's logits
     (Foster et al., "Loss-Free Machine Unlearning", ICLR 2024 Tiny Paper; the SSD repo README).
-    The labels are never read.
-
-    Args:
-        model: Takes images in [0, 1] ``(N, C, H, W)``; run in eval mode, not modified.
-        dataset: Where the ids come from (only the images are used).
-        ids: The samples (D_f or D).
-        batch_size: Samples per mini-batch; the importance depends on it.
-        generator: Shuffles the batches when given; dataset order otherwise.
-
-    Returns:
-        ``{name: (*param.shape)}``, each entry >= 0.
+    The labels are never read (``dataset`` gives only the images); arguments and result are
+    those of :func:`squared_gradient_importance`.
     """
-
-    def contribution(
-        net: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[list[torch.Tensor], int]:
-        loss = net(x).pow(2).sum(dim=1).mean()
-        return [g.abs() for g in _gradients(loss, params, keep=False)], 1
-
+    contribution = _batch_gradient(_mean_squared_output_norm, torch.abs)
     return _average(
         model, dataset, ids, batch_size=batch_size, generator=generator, contribution=contribution
     )
@@ -249,3 +243,32 @@ def _per_sample_fisher(
             g = grads[name]
             total.add_((weight.view(-1, *([1] * (g.dim() - 1))) * g.pow(2)).sum(dim=0))
     return totals, len(x)
+
+
+def top_entries(scores: Importance, fraction: float, *, minimum: int = 0) -> Importance:
+    """Mark the largest entries of ``scores``, ranked together across every tensor.
+
+    ``max(minimum, floor(fraction * n))`` of the ``n`` entries are selected; ties are broken by
+    position (a stable sort over the tensors flattened in order), as the Fisher-masking and
+    SalUn repos rank one flat list.
+
+    Args:
+        scores: One tensor per parameter (any shapes), e.g. an importance or its magnitude.
+        fraction: Share of all entries to select, in [0, 1].
+        minimum: Fewest entries to select.
+
+    Returns:
+        ``{name: bool tensor of the score's shape, on its device}``, ``True`` where selected.
+    """
+    names = list(scores)
+    flat = torch.cat([scores[name].detach().flatten().cpu() for name in names])
+    count = max(minimum, math.floor(fraction * flat.numel()))
+    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+    chosen[torch.sort(flat, descending=True, stable=True).indices[:count]] = True
+    masks: Importance = {}
+    start = 0
+    for name in names:
+        tensor = scores[name]
+        masks[name] = chosen[start : start + tensor.numel()].view(tensor.shape).to(tensor.device)
+        start += tensor.numel()
+    return masks

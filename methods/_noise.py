@@ -14,7 +14,7 @@ its squared L2 norm there. Our models take images in [0, 1] and normalise inside
 clipped to [0, 1]. A model without normalisation gets ``x = z``.
 
 **How the impair stage trains.** The impair set D_i (D_r' plus the noise) mixes real samples
-with synthetic ones. :func:`impair_repair` puts both into a throwaway in-memory
+with synthetic ones. :func:`unlearn_with_noise` puts both into a throwaway in-memory
 :class:`~unlearn_audit.data.datasets.Dataset` (its "images" are the noise inputs above, so
 they can fall outside [0, 1]) and trains on it with :func:`~unlearn_audit.train.fit`, like
 every other method: one shuffled pass over the union with one Adam optimiser, as the
@@ -51,21 +51,20 @@ steps (5 x 8), L2 weight 0.1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._training import draw_ids, make_recipe, train_on
 from unlearn_audit._validation import check_nonnegative, check_positive_int
 from unlearn_audit.data.datasets import Dataset, InMemorySamples, Normalization, make_dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, fit
 
 IMPAIR_REPAIR_DEFAULTS: dict[str, int | float] = {
     "retain_per_class": 100,
@@ -93,10 +92,7 @@ def retain_subset(
     """
     retain = np.asarray(splits.retain, dtype=np.int64)
     labels = dataset.labels[retain]
-    chosen = []
-    for label in np.unique(labels):
-        ids = retain[labels == label]
-        chosen.append(rng.choice(ids, size=min(per_class, len(ids)), replace=False))
+    chosen = [draw_ids(retain[labels == label], per_class, rng) for label in np.unique(labels)]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
@@ -175,112 +171,70 @@ def maximize_error(
     return noise.detach()
 
 
-def impair_repair(
+# (original, classes, input_shape, generator, *, batch_size, device, lr, steps, l2_weight)
+# -> noise (N, C, H, W) in normalised input space and its labels (N,)
+NoiseMaker = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def unlearn_with_noise(
     original: LoadedModel,
     dataset: Dataset,
-    retain_ids: np.ndarray,
-    noise: torch.Tensor,
-    noise_labels: torch.Tensor,
+    splits: Splits,
+    make_noise: NoiseMaker,
     *,
-    copies: int,
-    batch_size: int,
-    impair_lr: float,
-    impair_epochs: int,
-    repair_lr: float,
-    repair_epochs: int,
+    name: str,
     seed: int,
     device: torch.device,
     progress: bool,
-    name: str,
-) -> Classifier:
-    """Impair on ``copies`` copies of the noise plus D_r', then repair on D_r' (Adam, CE).
-
-    Args:
-        original: The model before unlearning; not modified.
-        dataset: Where ``retain_ids`` come from.
-        retain_ids: D_r'.
-        noise: ``(N, C, H, W)`` noise in normalised input space.
-        noise_labels: ``(N,)`` its labels (forgotten classes).
-        copies: How often the noise appears in the impair set.
-        batch_size: Samples per step of both stages.
-        impair_lr: Constant Adam learning rate of the impair stage (no weight decay).
-        impair_epochs: Passes over the impair set.
-        repair_lr: Constant Adam learning rate of the repair stage (no weight decay).
-        repair_epochs: Passes over D_r'; 0 skips the repair.
-        seed: Seed of the shuffles.
-        device: Where to train.
-        progress: Show progress bars.
-        name: The method's name, for the bars.
-
-    Returns:
-        The repaired copy.
-    """
-    images, labels = dataset.load(retain_ids)
-    fake = noise_inputs(noise.detach().to("cpu", torch.float32), original.normalization)
-    impair_images = torch.cat([images, fake.repeat(copies, 1, 1, 1)])
-    impair_labels = torch.cat([labels, noise_labels.to("cpu").repeat(copies)]).numpy()
-    impair_set = make_dataset(
-        f"{dataset.name}-impair",
-        InMemorySamples(impair_images),
-        impair_labels,
-        train_ids=np.arange(len(impair_labels)),
-        classes=dataset.classes,
-        normalization=dataset.normalization,
-        content_arrays=[impair_images.numpy()],
-        source=f"{name} impair set",
-    )
-
-    def adam(lr: float, epochs: int) -> Recipe:
-        return Recipe(
-            optimizer="adam",
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            weight_decay=0.0,
-            schedule="constant",
-        )
-
-    impaired = fit(
-        original.module,
-        impair_set,
-        impair_set.train_ids,
-        adam(impair_lr, impair_epochs),
-        seed=seed,
-        device=device,
-        progress=progress,
-        desc=f"{name} impair",
-    ).model
-    repaired = fit(
-        impaired,
-        dataset,
-        retain_ids,
-        adam(repair_lr, repair_epochs),
-        seed=seed,
-        device=device,
-        progress=progress,
-        desc=f"{name} repair",
-    ).model
-    return cast(Classifier, repaired)
-
-
-def check_noise_settings(
-    *,
     retain_per_class: int,
     noise_batch_size: int,
+    noise_steps: int,
+    noise_lr: float,
+    l2_weight: float,
     copies: int,
     batch_size: int,
     impair_lr: float,
     impair_epochs: int,
     repair_lr: float,
     repair_epochs: int,
-) -> Stages:
-    """Validate the hyperparameters the three methods share.
+) -> Classifier:
+    """The pipeline of UNSIR, USI(F)R and DNF; they differ only in ``make_noise``.
+
+    1. Check every hyperparameter (errors name it as the user gave it).
+    2. ``make_noise`` for the forgotten classes, from a generator seeded with ``seed``.
+    3. Draw D_r' (:func:`retain_subset`, seeded with ``seed``).
+    4. Impair: Adam at a constant ``impair_lr`` (no weight decay) for ``impair_epochs``
+       shuffled passes over ``copies`` copies of the noise together with D_r', in a throwaway
+       in-memory dataset whose "images" are the noise inputs (:func:`noise_inputs`).
+    5. Repair: Adam at ``repair_lr`` for ``repair_epochs`` passes over D_r' (0 skips it).
+
+    Args:
+        original: The model before unlearning; not modified.
+        dataset: Where the ids come from.
+        splits: A class request; the forget set is never read.
+        make_noise: ``(original, classes, input_shape, generator, *, batch_size, device, lr,
+            steps, l2_weight) -> (noise, labels)``, e.g. :func:`methods.unsir.class_noise`.
+        name: The method's name, for the progress bars.
+        seed: Seed of the noise, of D_r' and of the shuffles.
+        device: Where to learn the noise and train.
+        progress: Show progress bars.
+        retain_per_class: Size of D_r' per retained class.
+        noise_batch_size: ``batch_size`` of ``make_noise``.
+        noise_steps: ``steps`` of ``make_noise`` (0: the noise as drawn).
+        noise_lr: ``lr`` of ``make_noise``.
+        l2_weight: ``l2_weight`` of ``make_noise``.
+        copies: How often the noise appears in the impair set.
+        batch_size: Samples per step of both stages.
+        impair_lr: Adam learning rate of the impair stage.
+        impair_epochs: Passes over the impair set.
+        repair_lr: Adam learning rate of the repair stage.
+        repair_epochs: Passes over D_r'.
 
     Returns:
-        The impair and repair settings, ready to run.
+        The repaired copy.
 
     Raises:
-        ConfigError: A value outside its range, named as the user gave it.
+        ConfigError: A value outside its range, or a request that is not a class request.
     """
     check_positive_int(retain_per_class, "retain_per_class")
     check_positive_int(noise_batch_size, "noise_batch_size")
@@ -290,68 +244,76 @@ def check_noise_settings(
     check_positive_int(repair_epochs, "repair_epochs", minimum=0)
     check_nonnegative(impair_lr, "impair_lr", positive=True)
     check_nonnegative(repair_lr, "repair_lr", positive=True)
-    return Stages(
-        retain_per_class=retain_per_class,
-        copies=copies,
-        batch_size=batch_size,
-        impair_lr=impair_lr,
-        impair_epochs=impair_epochs,
-        repair_lr=repair_lr,
-        repair_epochs=repair_epochs,
-    )
-
-
-@dataclass(frozen=True)
-class Stages:
-    """The impair and repair settings of UNSIR, USI(F)R and DNF, checked."""
-
-    retain_per_class: int
-    copies: int
-    batch_size: int
-    impair_lr: float
-    impair_epochs: int
-    repair_lr: float
-    repair_epochs: int
-
-    def run(
-        self,
-        original: LoadedModel,
-        dataset: Dataset,
-        splits: Splits,
-        noise: torch.Tensor,
-        noise_labels: torch.Tensor,
-        *,
-        seed: int,
-        device: torch.device,
-        progress: bool,
-        name: str,
-    ) -> Classifier:
-        """Draw D_r' (:func:`retain_subset`, seeded) and :func:`impair_repair` with it."""
-        retain = retain_subset(dataset, splits, self.retain_per_class, np.random.default_rng(seed))
-        return impair_repair(
-            original,
-            dataset,
-            retain,
-            noise,
-            noise_labels,
-            copies=self.copies,
-            batch_size=self.batch_size,
-            impair_lr=self.impair_lr,
-            impair_epochs=self.impair_epochs,
-            repair_lr=self.repair_lr,
-            repair_epochs=self.repair_epochs,
-            seed=seed,
-            device=device,
-            progress=progress,
-            name=name,
-        )
-
-
-def check_noise_learning(*, noise_lr: float, noise_steps: int, l2_weight: float) -> None:
-    """Validate the error-maximising step's hyperparameters (UNSIR, USI(F)R)."""
     check_nonnegative(noise_lr, "noise_lr", positive=True)
     check_positive_int(noise_steps, "noise_steps", minimum=0)
     check_nonnegative(l2_weight, "l2_weight")
+    classes = forget_classes_of(splits)
+    noise, noise_labels = make_noise(
+        original,
+        classes,
+        dataset.input_shape,
+        torch.Generator().manual_seed(seed),
+        batch_size=noise_batch_size,
+        device=device,
+        lr=noise_lr,
+        steps=noise_steps,
+        l2_weight=l2_weight,
+    )
+    retain_ids = retain_subset(dataset, splits, retain_per_class, np.random.default_rng(seed))
+    fake = noise_inputs(noise.detach().to("cpu", torch.float32), original.normalization)
+    impair_set = _impair_set(dataset, retain_ids, fake, noise_labels, copies=copies, name=name)
+    impair = make_recipe(
+        optimizer="adam", lr=impair_lr, epochs=impair_epochs, batch_size=batch_size
+    )
+    repair = make_recipe(
+        optimizer="adam", lr=repair_lr, epochs=repair_epochs, batch_size=batch_size, min_epochs=0
+    )
+    impaired = train_on(
+        original.module,
+        impair_set,
+        impair_set.train_ids,
+        impair,
+        seed=seed,
+        device=device,
+        progress=progress,
+        desc=f"{name} impair",
+    )
+    return train_on(
+        impaired,
+        dataset,
+        retain_ids,
+        repair,
+        seed=seed,
+        device=device,
+        progress=progress,
+        desc=f"{name} repair",
+    )
+
+
+def _impair_set(
+    dataset: Dataset,
+    retain_ids: np.ndarray,
+    fake: torch.Tensor,
+    fake_labels: torch.Tensor,
+    *,
+    copies: int,
+    name: str,
+) -> Dataset:
+    """D_i: the retain samples ``retain_ids`` followed by ``copies`` copies of the noise inputs
+    ``fake`` (CPU, the model's input space), as a throwaway in-memory dataset to train on."""
+    images, labels = dataset.load(retain_ids)
+    impair_images = torch.cat([images, fake.repeat(copies, 1, 1, 1)])
+    impair_labels = torch.cat([labels, fake_labels.to("cpu").repeat(copies)]).numpy()
+    return make_dataset(
+        f"{dataset.name}-impair",
+        InMemorySamples(impair_images),
+        impair_labels,
+        train_ids=np.arange(len(impair_labels)),
+        classes=dataset.classes,
+        normalization=dataset.normalization,
+        content_arrays=[impair_images.numpy()],
+        source=f"{name} impair set",
+    )
 
 
 def forget_classes_of(splits: Splits) -> tuple[int, ...]:

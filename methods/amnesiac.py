@@ -17,7 +17,8 @@ from typing import cast
 import numpy as np
 import torch
 
-from methods.base import register_method, sgd_recipe, train_on
+from methods._training import make_recipe, train_on
+from methods.base import register_method
 from methods.perturbation import recalibrate_batchnorm
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
@@ -119,7 +120,7 @@ def amnesiac(
         ConfigError: No log, a log of another model, or forgotten ids that the log's
             candidate list did not cover (their steps were not kept).
     """
-    recipe = sgd_recipe(
+    recipe = make_recipe(
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,

@@ -26,11 +26,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import numpy as np
 import torch
-from torch import nn
 
 from unlearn_audit._validation import check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
@@ -38,8 +36,8 @@ from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, wrap_model
 from unlearn_audit.models.layers import Classifier, model_fingerprint
-from unlearn_audit.registry import Registry
-from unlearn_audit.train import Recipe, fit, resolve_device
+from unlearn_audit.registry import METHOD_PLUGINS, Registry
+from unlearn_audit.train import resolve_device
 
 Scope = Literal["class", "sample"]
 SCOPES: tuple[Scope, ...] = ("class", "sample")
@@ -89,19 +87,49 @@ class MethodSpec:
 
         Entry-point consumers (the CLI, which may not import this package) call this.
         """
-        return _apply(
-            self,
-            original,
-            dataset,
-            splits,
-            hyperparameters=hyperparameters,
-            seed=seed,
-            device=device,
-            progress=progress,
+        values = check_hyperparameters(self, hyperparameters)
+        seed = check_positive_int(seed, "seed", minimum=0)
+        scope = request_scope(splits)
+        if scope not in self.scope:
+            supported = " and ".join(f"{s} requests" for s in self.scope)
+            raise ConfigError(
+                f"method {self.name!r} supports only {supported}, but this is a {scope} "
+                f"request ({splits.request.describe()}); choose another method (see "
+                "`unlearn-audit methods`)."
+            )
+        if splits.dataset_fingerprint != dataset.fingerprint:
+            raise ConfigError(
+                f"the splits were made for another dataset than {dataset.name!r}; make the splits "
+                "from the dataset the method trains on."
+            )
+        check_model_fits(original, dataset)
+        resolved = resolve_device(device)
+
+        start = time.perf_counter()
+        trained = self.run(
+            original, dataset, splits, seed=seed, device=resolved, progress=progress, **values
         )
+        if resolved.type == "cuda":
+            torch.cuda.synchronize(resolved)
+        seconds = time.perf_counter() - start
+
+        if not isinstance(trained, Classifier):
+            raise TypeError(
+                f"method {self.name!r} returned a {type(trained).__name__}, not a Classifier."
+            )
+        if model_fingerprint(original.module) != original.fingerprint:
+            raise RuntimeError(
+                f"method {self.name!r} modified the original model in place; methods must train a "
+                "copy (unlearn_audit.train.fit does)."
+            )
+        record = {"method": self.name, "hyperparameters": values, "seconds": seconds, "seed": seed}
+        info = replace(original.info, extra={**original.info.extra, "unlearning": record})
+        model = wrap_model(trained.net.to("cpu"), info, original.normalization)
+        return UnlearnResult(model=model, seconds=seconds, hyperparameters=dict(values))
 
 
-METHODS: Registry[MethodSpec] = Registry("method", group="unlearn_audit.methods")
+# the core's registry of the entry point group: a bundled method registers there directly
+METHODS: Registry[MethodSpec] = METHOD_PLUGINS
 
 
 def register_method(
@@ -236,26 +264,6 @@ def _convert(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
-    """Parse CLI ``key=value`` strings into a dict of strings (converted later by type).
-
-    Dashes in keys become underscores, so ``batch-size=64`` names ``batch_size``.
-
-    Raises:
-        ConfigError: A pair without ``=``, with an empty key, or a key given twice.
-    """
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise fail("hp", "KEY=VALUE, e.g. lr=0.01", pair, "Write one --hp per value.")
-        if key in parsed:
-            raise ConfigError(f"`hp` gives {key!r} twice; give each hyperparameter once.")
-        parsed[key] = value.strip()
-    return parsed
-
-
 def unlearn(
     method: str,
     original: LoadedModel,
@@ -295,8 +303,7 @@ def unlearn(
             f"method {method!r} is registered as a {type(spec).__name__}, not a MethodSpec; "
             "point its entry point at a function decorated with @register_method."
         )
-    return _apply(
-        spec,
+    return spec.apply(
         original,
         dataset,
         splits,
@@ -305,98 +312,3 @@ def unlearn(
         device=device,
         progress=progress,
     )
-
-
-def _apply(
-    spec: MethodSpec,
-    original: LoadedModel,
-    dataset: Dataset,
-    splits: Splits,
-    *,
-    hyperparameters: dict[str, Any] | None,
-    seed: int,
-    device: str | torch.device | None,
-    progress: bool,
-) -> UnlearnResult:
-    values = check_hyperparameters(spec, hyperparameters)
-    seed = check_positive_int(seed, "seed", minimum=0)
-    scope = request_scope(splits)
-    if scope not in spec.scope:
-        supported = " and ".join(f"{s} requests" for s in spec.scope)
-        raise ConfigError(
-            f"method {spec.name!r} supports only {supported}, but this is a {scope} request "
-            f"({splits.request.describe()}); choose another method (see `unlearn-audit methods`)."
-        )
-    if splits.dataset_fingerprint != dataset.fingerprint:
-        raise ConfigError(
-            f"the splits were made for another dataset than {dataset.name!r}; make the splits "
-            "from the dataset the method trains on."
-        )
-    check_model_fits(original, dataset)
-    resolved = resolve_device(device)
-
-    start = time.perf_counter()
-    trained = spec.run(
-        original, dataset, splits, seed=seed, device=resolved, progress=progress, **values
-    )
-    if resolved.type == "cuda":
-        torch.cuda.synchronize(resolved)
-    seconds = time.perf_counter() - start
-
-    if not isinstance(trained, Classifier):
-        raise TypeError(
-            f"method {spec.name!r} returned a {type(trained).__name__}, not a Classifier."
-        )
-    if model_fingerprint(original.module) != original.fingerprint:
-        raise RuntimeError(
-            f"method {spec.name!r} modified the original model in place; methods must train a "
-            "copy (unlearn_audit.train.fit does)."
-        )
-    record = {"method": spec.name, "hyperparameters": values, "seconds": seconds, "seed": seed}
-    info = replace(original.info, extra={**original.info.extra, "unlearning": record})
-    model = wrap_model(trained.net.to("cpu"), info, original.normalization)
-    return UnlearnResult(model=model, seconds=seconds, hyperparameters=dict(values))
-
-
-def sgd_recipe(
-    *,
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    momentum: float,
-    weight_decay: float,
-    min_epochs: int = 1,
-) -> Recipe:
-    """The constant-learning-rate SGD recipe most methods train with; validates each value.
-
-    Raises:
-        ConfigError: ``epochs`` below ``min_epochs``, ``lr`` not positive, ``batch_size`` < 1,
-            a negative momentum or weight decay.
-    """
-    return Recipe(
-        optimizer="sgd",
-        lr=lr,
-        epochs=check_positive_int(epochs, "epochs", minimum=min_epochs),
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule="constant",
-    )
-
-
-def train_on(
-    model: nn.Module,
-    dataset: Dataset,
-    ids: np.ndarray,
-    recipe: Recipe,
-    *,
-    seed: int,
-    device: torch.device,
-    progress: bool,
-    desc: str,
-) -> Classifier:
-    """Train a copy of ``model`` on ``ids`` with plain cross-entropy (fine-tuning, repairs)."""
-    result = fit(
-        model, dataset, ids, recipe, seed=seed, device=device, progress=progress, desc=desc
-    )
-    return cast(Classifier, result.model)

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods._training import fresh_network, make_recipe, train_on
 from methods.base import register_method
-from unlearn_audit._validation import check_positive_int, fail
+from unlearn_audit._validation import fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.erm import erm_net
@@ -40,8 +41,6 @@ from unlearn_audit.functional.erm import channel_keep, expand_channel_mask, zero
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.erm import ErmNet
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.models.zoo import build_model
-from unlearn_audit.train import Recipe, fit
 
 NOT_ERM = (
     "erm-ktp needs an original trained with the ERM mask layer (unlearn-audit train --erm); "
@@ -61,14 +60,7 @@ def _student(
     original: LoadedModel, classes: list[int], keep: torch.Tensor, *, seed: int, masked_bias: float
 ) -> Classifier:
     """Fresh conv layers under ``seed``; the original's head with FKT applied; G with GKT."""
-    info = original.info
-    assert info.arch is not None
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        fresh = build_model(
-            info.arch, info.num_classes, info.input_shape, arch_kwargs=info.arch_kwargs
-        )
-    student = cast(ErmNet, fresh)
+    student = cast(ErmNet, fresh_network(original, seed=seed, method="erm-ktp"))
     teacher = erm_net(original.module)
     assert teacher is not None
     linears = [name for name, m in teacher.base.named_modules() if isinstance(m, nn.Linear)]
@@ -175,16 +167,13 @@ def erm_ktp(
     teacher_net = erm_net(original.module)
     if teacher_net is None or original.info.arch is None:
         raise ConfigError(NOT_ERM)
-    recipe = Recipe(
-        optimizer="sgd",
+    recipe = make_recipe(
         lr=lr,
-        epochs=check_positive_int(epochs, "epochs"),
+        epochs=epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule="step",
-        milestones=DECAY_EPOCHS,
-        gamma=0.1,
+        decay_epochs=DECAY_EPOCHS,
     )
     if not np.isfinite(masked_bias):
         raise fail("masked_bias", "a finite number", masked_bias)
@@ -225,7 +214,7 @@ def erm_ktp(
         pooled = F.mse_loss(mapped.mean(dim=(2, 3)), target.mean(dim=(2, 3)))
         return F.mse_loss(mapped, target) + pooled
 
-    result = fit(
+    trained = train_on(
         student,
         dataset,
         splits.retain,
@@ -236,6 +225,5 @@ def erm_ktp(
         progress=progress,
         desc="erm-ktp transfer",
     )
-    trained = cast(Classifier, result.model)
     trained.requires_grad_(True)  # frozen only for the transfer; later probes train them all
     return trained

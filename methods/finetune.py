@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import register_method, sgd_recipe, train_on
+from methods._training import make_recipe, train_on
+from methods.base import register_method
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
@@ -64,12 +65,8 @@ def finetune(
     Returns:
         The fine-tuned copy.
     """
-    recipe = sgd_recipe(
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
+    recipe = make_recipe(
+        lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay
     )
     return train_on(
         original.module,

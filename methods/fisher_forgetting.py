@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from methods._importance import Importance, true_fisher
+from methods._training import check_share, random_subset
 from methods.base import register_method, request_scope
 from methods.perturbation import recalibrate_batchnorm
-from unlearn_audit._validation import check_fraction, check_positive_int, fail
+from unlearn_audit._validation import check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
@@ -185,9 +186,7 @@ def fisher_forgetting(
     if not math.isfinite(alpha) or alpha <= 0:
         raise fail("alpha", "a finite number > 0", alpha, "The notebook uses 1e-6.")
     check_positive_int(fisher_batch_size, "fisher_batch_size")
-    fraction = check_fraction(retain_fraction, "retain_fraction", inclusive=True)
-    if fraction == 0:
-        raise fail("retain_fraction", "a number in (0, 1]", retain_fraction)
+    fraction = check_share(retain_fraction, "retain_fraction")
     model = copy.deepcopy(original.module).to(device)
     head = classifier_layer(model, dataset.num_classes)
     forget_rows: tuple[int, ...] = ()
@@ -199,12 +198,7 @@ def fisher_forgetting(
                 "another method for class requests."
             )
         forget_rows = tuple(splits.forget_classes)
-    retain = splits.retain
-    rng = np.random.default_rng(seed)
-    if fraction < 1:
-        size = max(1, round(fraction * len(retain)))
-        retain = np.sort(rng.choice(retain, size=size, replace=False))
-
+    retain = random_subset(splits.retain, fraction, np.random.default_rng(seed))
     generator = torch.Generator().manual_seed(seed)
     fisher = true_fisher(
         model,

@@ -10,22 +10,21 @@ optional fine-tune on retain repairs the collateral damage.
 from __future__ import annotations
 
 import copy
-import math
 from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from methods._importance import Importance, true_fisher
-from methods.base import register_method, sgd_recipe
+from methods._importance import Importance, top_entries, true_fisher
+from methods._training import check_share, make_recipe, random_subset, train_on
+from methods.base import register_method
 from methods.perturbation import recalibrate_batchnorm
-from unlearn_audit._validation import check_fraction, check_positive_int, fail
+from unlearn_audit._validation import check_fraction, check_positive_int
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier, layer_kind
-from unlearn_audit.train import fit
 
 _CONV = ("Conv1d", "Conv2d", "Conv3d")
 
@@ -74,21 +73,13 @@ def mask_top(model: nn.Module, scores: dict[str, torch.Tensor], ratio: float) ->
     Returns:
         How many units were zeroed.
     """
-    names = list(scores)
-    flat = torch.cat([scores[name].detach().flatten().cpu() for name in names])
-    count = max(1, math.floor(ratio * flat.numel()))
-    order = torch.sort(flat, descending=True, stable=True).indices[:count]
-    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-    chosen[order] = True
     params = dict(model.named_parameters())
-    start = 0
-    for name in names:
-        size = scores[name].numel()
-        mask = chosen[start : start + size].view(scores[name].shape)
-        start += size
+    count = 0
+    for name, mask in top_entries(scores, ratio, minimum=1).items():
         weight = params[name]
         # a (out, in) mask covers every tap of the kernel slices it selects
         weight[mask.to(weight.device)] = 0.0
+        count += int(mask.sum())
     return count
 
 
@@ -183,24 +174,17 @@ def fisher_masking(
     """
     ratio = check_fraction(remove_ratio, "remove_ratio")
     check_positive_int(fisher_batch_size, "fisher_batch_size")
-    fraction = check_fraction(retain_fraction, "retain_fraction", inclusive=True)
-    if fraction == 0:
-        raise fail("retain_fraction", "a number in (0, 1]", retain_fraction)
-    epochs = check_positive_int(finetune_epochs, "finetune_epochs", minimum=0)
-    recipe = sgd_recipe(
+    fraction = check_share(retain_fraction, "retain_fraction")
+    recipe = make_recipe(
         lr=lr,
-        epochs=epochs,
+        epochs=finetune_epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
         min_epochs=0,
+        names=("lr", "finetune_epochs", "batch_size"),
     )
-    retain = splits.retain
-    if fraction < 1:
-        rng = np.random.default_rng(seed)
-        size = max(1, round(fraction * len(retain)))
-        retain = np.sort(rng.choice(retain, size=size, replace=False))
-
+    retain = random_subset(splits.retain, fraction, np.random.default_rng(seed))
     model = copy.deepcopy(original.module).to(device)
     generator = torch.Generator().manual_seed(seed)
     fisher_forget = true_fisher(
@@ -212,9 +196,9 @@ def fisher_masking(
     mask_top(model, masking_scores(model, fisher_forget, fisher_retain), ratio)
     if recalibrate_bn:
         recalibrate_batchnorm(model, dataset, splits.retain, recipe.batch_size)
-    if epochs == 0:
+    if recipe.epochs == 0:
         return cast(Classifier, model.eval())
-    result = fit(
+    return train_on(
         model,
         dataset,
         splits.retain,
@@ -224,4 +208,3 @@ def fisher_masking(
         progress=progress,
         desc="unlearn fisher-masking",
     )
-    return cast(Classifier, result.model)

@@ -10,23 +10,20 @@ of, while the cross-entropy on retain keeps the accuracy.
 
 from __future__ import annotations
 
-from typing import cast
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods._distill import distill_kl, frozen_copy
+from methods._training import cycle_batches, make_recipe, random_subset, train_on
 from methods.base import register_method
-from methods.neggrad import cycle_batches
 from methods.retrain import original_recipe, train_like
-from unlearn_audit._validation import check_fraction, check_nonnegative, check_positive_int
+from unlearn_audit._validation import check_fraction, check_nonnegative
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, fit
 
 # the paper gives no optimiser; METHODS.md suggests the original's at a tenth of its lr
 LR_FACTOR = 0.1
@@ -38,8 +35,7 @@ def reference_subset(splits: Splits, fraction: float, rng: np.random.Generator) 
     ``D = forget + retain`` (the paper's 6000 of MNIST's 60000 is 10% of D); the size is at
     least 1 and at most the whole retain set. Never contains a forget id.
     """
-    size = min(len(splits.retain), max(1, round(fraction * len(splits.members))))
-    return np.sort(rng.choice(splits.retain, size=size, replace=False))
+    return random_subset(splits.retain, fraction, rng, of=len(splits.members))
 
 
 def train_reference(
@@ -154,24 +150,21 @@ def lightweight(
         lr, "lr", expected="a number > 0, or 0 for a tenth of the original's"
     )
     base = original_recipe(original, dataset)
-    recipe = Recipe(
+    recipe = make_recipe(
         optimizer=base.optimizer,
         lr=given_lr or LR_FACTOR * base.lr,
-        epochs=check_positive_int(epochs, "epochs"),
+        epochs=epochs,
         batch_size=batch_size,
         momentum=base.momentum,
         weight_decay=base.weight_decay,
-        schedule="constant",
     )
     subset = reference_subset(splits, fraction, np.random.default_rng(seed))
     reference = frozen_copy(
         train_reference(original, dataset, subset, seed=seed, device=device, progress=progress),
         device,
     )
-    # a generator of its own, so the forget draws never shift the retain shuffles
-    generator = torch.Generator().manual_seed(seed + 1)
     forget_batches = cycle_batches(
-        dataset, splits.forget, recipe.batch_size, generator=generator, device=device
+        dataset, splits.forget, recipe.batch_size, seed=seed, device=device
     )
 
     def objective(
@@ -183,7 +176,7 @@ def lightweight(
         forget_loss = distill_kl(model(x_f), target)
         return weight * forget_loss + (1 - weight) * F.cross_entropy(model(x), y)
 
-    result = fit(
+    return train_on(
         original.module,
         dataset,
         splits.retain,
@@ -194,4 +187,3 @@ def lightweight(
         progress=progress,
         desc="unlearn lightweight",
     )
-    return cast(Classifier, result.model)

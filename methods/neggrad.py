@@ -10,21 +10,21 @@ forgotten enough (see :func:`neggrad`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from typing import cast
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import register_method, request_scope, sgd_recipe
+from methods._training import cycle_batches, make_recipe, train_on
+from methods.base import register_method, request_scope
 from unlearn_audit._validation import check_fraction, check_positive_int, fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import StepState, accuracy, fit
+from unlearn_audit.train import StepState, accuracy
 
 _PAPER_GA = (
     "NegGrad of Golatkar, Achille & Soatto, CVPR 2020; settings of Unlearn-Sparse (Jia et al., "
@@ -145,12 +145,8 @@ def neggrad(
         The trained copy.
     """
     ceiling = _check_ceiling(max_forget_loss)
-    recipe = sgd_recipe(
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
+    recipe = make_recipe(
+        lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay
     )
     target = forget_target(original, dataset, splits) if early_stop else None
     steps_per_epoch = math.ceil(len(splits.forget) / recipe.batch_size)
@@ -160,7 +156,7 @@ def neggrad(
     ) -> torch.Tensor:
         return clamped_ascent_loss(model(x), y, ceiling)
 
-    result = fit(
+    return train_on(
         original.module,
         dataset,
         splits.forget,
@@ -172,22 +168,6 @@ def neggrad(
         progress=progress,
         desc="unlearn neggrad",
     )
-    return cast(Classifier, result.model)
-
-
-def cycle_batches(
-    dataset: Dataset,
-    ids: np.ndarray,
-    batch_size: int,
-    *,
-    generator: torch.Generator,
-    device: torch.device | str,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-    """Shuffled batches of ``ids`` without end: a fresh shuffle each time the ids run out."""
-    while True:
-        yield from dataset.batches(
-            ids, batch_size, shuffle=True, generator=generator, device=device
-        )
 
 
 @register_method(
@@ -259,18 +239,12 @@ def neggrad_plus(
     """
     weight = check_fraction(alpha, "alpha", inclusive=True)
     ceiling = _check_ceiling(max_forget_loss)
-    recipe = sgd_recipe(
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
+    recipe = make_recipe(
+        lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay
     )
     check_positive_int(forget_batch_size, "forget_batch_size")
-    # a generator of its own, so the forget draws never shift the retain shuffles
-    generator = torch.Generator().manual_seed(seed + 1)
     forget_batches = cycle_batches(
-        dataset, splits.forget, forget_batch_size, generator=generator, device=device
+        dataset, splits.forget, forget_batch_size, seed=seed, device=device
     )
     target = forget_target(original, dataset, splits) if early_stop else None
     steps_per_epoch = math.ceil(len(splits.retain) / recipe.batch_size)
@@ -282,7 +256,7 @@ def neggrad_plus(
         retain_loss = F.cross_entropy(model(x), y)
         return weight * retain_loss + (1 - weight) * clamped_ascent_loss(model(x_f), y_f, ceiling)
 
-    result = fit(
+    return train_on(
         original.module,
         dataset,
         splits.retain,
@@ -294,4 +268,3 @@ def neggrad_plus(
         progress=progress,
         desc="unlearn neggrad-plus",
     )
-    return cast(Classifier, result.model)

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import cast
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from methods.base import register_method, sgd_recipe
+from methods._training import make_recipe, train_on
+from methods.base import register_method
 from unlearn_audit._validation import fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import fit, model_device
+from unlearn_audit.train import model_device
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @torch.no_grad()
@@ -50,8 +52,8 @@ def perturb_weights(model: nn.Module, beta: float, *, generator: torch.Generator
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, dataset: Dataset, ids: np.ndarray, batch_size: int
-) -> nn.Module:
+    model: ModuleT, dataset: Dataset, ids: np.ndarray, batch_size: int
+) -> ModuleT:
     """Recompute every BatchNorm's running statistics as a plain average over ``ids``.
 
     The running mean and variance are reset and re-estimated with ``momentum=None`` (PyTorch's
@@ -143,17 +145,13 @@ def random_perturbation(
     """
     if not math.isfinite(beta) or not 0 < beta <= 10:
         raise fail("beta", "a number in (0, 10]", beta, "The survey's example is 0.7.")
-    recipe = sgd_recipe(
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
+    recipe = make_recipe(
+        lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay
     )
     noisy = perturb_weights(
         copy.deepcopy(original.module), beta, generator=torch.Generator().manual_seed(seed)
     )
-    result = fit(
+    tuned = train_on(
         noisy,
         dataset,
         splits.retain,
@@ -163,5 +161,4 @@ def random_perturbation(
         progress=progress,
         desc="unlearn random-perturbation",
     )
-    model = recalibrate_batchnorm(result.model, dataset, splits.retain, recipe.batch_size)
-    return cast(Classifier, model)
+    return recalibrate_batchnorm(tuned, dataset, splits.retain, recipe.batch_size)

@@ -8,19 +8,17 @@ spots).
 
 from __future__ import annotations
 
-from typing import cast
-
 import numpy as np
 import torch
 
+from methods._training import check_share, make_recipe, random_subset, train_on
 from methods.base import register_method, request_scope
-from unlearn_audit._validation import check_fraction, check_positive_int
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import BatchTransform, Recipe, fit
+from unlearn_audit.train import BatchTransform
 
 
 def wrong_labels(
@@ -73,6 +71,22 @@ def relabel_transform(ids: np.ndarray, new_labels: np.ndarray) -> BatchTransform
     return transform
 
 
+def relabelled_forget(
+    dataset: Dataset, splits: Splits, rng: np.random.Generator
+) -> tuple[np.ndarray, BatchTransform]:
+    """The forget ids (sorted) and a batch transform that gives each a wrong label.
+
+    The labels are :func:`wrong_labels` of the forget samples, drawn once from ``rng``; for a
+    class request they avoid every forgotten class.
+    """
+    forget = np.sort(splits.forget)
+    forget_classes = splits.forget_classes if request_scope(splits) == "class" else ()
+    new_labels = wrong_labels(
+        dataset.labels[forget], dataset.num_classes, rng, forget_classes=forget_classes
+    )
+    return forget, relabel_transform(forget, new_labels)
+
+
 @register_method(
     "random-labels",
     scope=("class", "sample"),
@@ -121,36 +135,19 @@ def random_labels(
     Returns:
         The trained copy.
     """
-    fraction = check_fraction(retain_fraction, "retain_fraction", inclusive=True)
-    if fraction == 0:
-        raise ConfigError("`retain_fraction` must be a number in (0, 1]; got 0.0.")
-    recipe = Recipe(
-        optimizer="adam",
-        lr=lr,
-        epochs=check_positive_int(epochs, "epochs"),
-        batch_size=batch_size,
-        weight_decay=0.0,
-        schedule="constant",
-    )
+    fraction = check_share(retain_fraction, "retain_fraction")
+    recipe = make_recipe(optimizer="adam", lr=lr, epochs=epochs, batch_size=batch_size)
     rng = np.random.default_rng(seed)
-    forget = np.sort(splits.forget)
-    forget_classes = splits.forget_classes if request_scope(splits) == "class" else ()
-    new_labels = wrong_labels(
-        dataset.labels[forget], dataset.num_classes, rng, forget_classes=forget_classes
-    )
-    retain = splits.retain
-    if fraction < 1:
-        size = max(1, round(fraction * len(retain)))
-        retain = np.sort(rng.choice(retain, size=size, replace=False))
-    result = fit(
+    forget, relabel = relabelled_forget(dataset, splits, rng)
+    retain = random_subset(splits.retain, fraction, rng)
+    return train_on(
         original.module,
         dataset,
         np.concatenate([forget, retain]),
         recipe,
         seed=seed,
         device=device,
-        batch_transform=relabel_transform(forget, new_labels),
+        batch_transform=relabel,
         progress=progress,
         desc="unlearn random-labels",
     )
-    return cast(Classifier, result.model)

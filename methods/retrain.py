@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from methods._training import recorded_arch
 from methods.base import register_method
 from unlearn_audit._validation import check_positive_int
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
-from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
 from unlearn_audit.train import Recipe, default_recipe, train_classifier
@@ -102,16 +102,10 @@ def train_like(
     Raises:
         ConfigError: The original has no recorded architecture (TorchScript or pickle).
     """
-    info = original.info
-    if info.arch is None:
-        raise ConfigError(
-            f"{method} needs an architecture to rebuild, but the original was loaded from "
-            "TorchScript or a pickle; save its state_dict and load that with --arch NAME."
-        )
     trained = train_classifier(
         dataset,
-        arch=info.arch,
-        arch_kwargs=info.arch_kwargs,
+        arch=recorded_arch(original, method),
+        arch_kwargs=original.info.arch_kwargs,
         recipe=recipe,
         member_ids=ids,
         seed=seed,

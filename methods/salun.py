@@ -9,23 +9,22 @@ set (METHODS.md section 17b, on top of random labels, section 4).
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
-from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import register_method, request_scope, sgd_recipe
-from methods.random_labels import relabel_transform, wrong_labels
-from unlearn_audit._validation import check_fraction, fail
+from methods._importance import top_entries
+from methods._training import check_share, eval_mode, make_recipe, train_on
+from methods.base import register_method
+from methods.random_labels import relabelled_forget
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import StepState, fit, model_device
+from unlearn_audit.train import StepState, model_device
 
 Mask = dict[str, torch.Tensor]
 
@@ -45,17 +44,13 @@ def forget_gradient(
     """
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     totals = [torch.zeros_like(p) for _, p in named]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for x, y, _ in dataset.batches(ids, batch_size, device=model_device(model)):
             loss = -F.cross_entropy(model(x), y)
             grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
             for total, grad in zip(totals, grads, strict=True):
                 if grad is not None:
                     total.add_(grad)
-    finally:
-        model.train(was_training)
     return {name: total for (name, _), total in zip(named, totals, strict=True)}
 
 
@@ -72,18 +67,7 @@ def saliency_mask(gradients: dict[str, torch.Tensor], threshold: float) -> Mask:
     Returns:
         ``{name: bool tensor of the parameter's shape}``, ``True`` where the entry may change.
     """
-    names = list(gradients)
-    flat = torch.cat([gradients[name].detach().abs().flatten().cpu() for name in names])
-    count = math.floor(threshold * flat.numel())
-    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-    chosen[torch.sort(flat, descending=True, stable=True).indices[:count]] = True
-    masks: Mask = {}
-    start = 0
-    for name in names:
-        tensor = gradients[name]
-        masks[name] = chosen[start : start + tensor.numel()].view(tensor.shape).to(tensor.device)
-        start += tensor.numel()
-    return masks
+    return top_entries({name: grad.abs() for name, grad in gradients.items()}, threshold)
 
 
 def hold_outside_mask(model: nn.Module, mask: Mask) -> Callable[[StepState], None]:
@@ -192,37 +176,25 @@ def salun(
     Raises:
         ConfigError: A value outside its range.
     """
-    fraction = check_fraction(threshold, "threshold", inclusive=True)
-    if fraction == 0:
-        raise fail("threshold", "a number in (0, 1]", threshold)
-    recipe = sgd_recipe(
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        momentum=momentum,
-        weight_decay=weight_decay,
+    fraction = check_share(threshold, "threshold")
+    recipe = make_recipe(
+        lr=lr, epochs=epochs, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay
     )
     # a copy on the device: the gradient runs it in eval mode, and fit copies it again
     start = copy.deepcopy(original.module).to(device)
     gradients = forget_gradient(start, dataset, splits.forget, batch_size=recipe.batch_size)
     mask = saliency_mask(gradients, fraction)
 
-    rng = np.random.default_rng(seed)
-    forget = np.sort(splits.forget)
-    forget_classes = splits.forget_classes if request_scope(splits) == "class" else ()
-    new_labels = wrong_labels(
-        dataset.labels[forget], dataset.num_classes, rng, forget_classes=forget_classes
-    )
-    result = fit(
+    forget, relabel = relabelled_forget(dataset, splits, np.random.default_rng(seed))
+    return train_on(
         start,
         dataset,
         np.concatenate([forget, splits.retain]),
         recipe,
         seed=seed,
         device=device,
-        batch_transform=relabel_transform(forget, new_labels),
+        batch_transform=relabel,
         on_step=hold_outside_mask(start, mask),
         progress=progress,
         desc="unlearn salun",
     )
-    return cast(Classifier, result.model)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from methods._distill import check_temperature, distill_kl, frozen_copy
+from methods._training import make_recipe
 from methods.base import register_method
 from unlearn_audit._validation import check_choice, check_nonnegative, check_positive_int
 from unlearn_audit.data.datasets import Dataset
@@ -26,7 +27,7 @@ from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, make_optimizer
+from unlearn_audit.train import make_optimizer
 
 # the small-scale notebook divides the lr by 10 after epochs 5, 8 and 9 (1-based): with
 # "step" milestones counted from 0, the lr falls at the start of epochs 6, 9 and 10
@@ -131,16 +132,14 @@ def scrub(
     kind: Literal["adam", "sgd"] = (
         "sgd" if check_choice(optimizer, "optimizer", ("adam", "sgd")) == "sgd" else "adam"
     )
-    recipe = Recipe(
+    recipe = make_recipe(
         optimizer=kind,
         lr=lr,
-        epochs=check_positive_int(epochs, "epochs"),
+        epochs=epochs,
         batch_size=batch_size,
         momentum=momentum,
         weight_decay=weight_decay,
-        schedule="step",
-        milestones=DECAY_EPOCHS,
-        gamma=0.1,
+        decay_epochs=DECAY_EPOCHS,
     )
     check_positive_int(forget_batch_size, "forget_batch_size")
     max_epochs = check_positive_int(msteps, "msteps", minimum=0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -39,6 +41,8 @@ _PAPER_LFSSD = (
     "(LFSSD, per the if-loops/selective-synaptic-dampening README)"
 )
 _DEFAULTS = {"alpha": 10.0, "dampening": 1.0, "batch_size": 64, "recalibrate_bn": True}
+# (model, dataset, ids, *, batch_size, generator) -> importance: SSD's or LFSSD's
+Measure = Callable[..., Importance]
 
 
 @torch.no_grad()
@@ -72,37 +76,62 @@ def dampen(
     return model
 
 
-def _check_constants(alpha: float, dampening: float, batch_size: int) -> None:
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise fail("alpha", "a finite number > 0", alpha, "The papers use 10 for ResNet18.")
-    if not math.isfinite(dampening) or dampening <= 0:
-        raise fail("dampening", "a finite number > 0", dampening, "The papers use 1.")
-    check_positive_int(batch_size, "batch_size")
+@dataclass(frozen=True)
+class Dampening:
+    """The hyperparameters SSD and LFSSD share (see :func:`ssd`), checked on creation;
+    :meth:`apply` runs either method with them.
 
+    Raises:
+        ConfigError: ``alpha`` or ``dampening`` not a positive finite number, ``batch_size``
+            < 1.
+    """
 
-def _selective_dampening(
-    original: LoadedModel,
-    dataset: Dataset,
-    splits: Splits,
-    *,
-    importance: str,
-    seed: int,
-    device: torch.device,
-    alpha: float,
-    dampening: float,
-    batch_size: int,
-    recalibrate_bn: bool,
-) -> Classifier:
-    measure = output_norm_importance if importance == "output-norm" else squared_gradient_importance
-    model = copy.deepcopy(original.module).to(device)
-    # one seeded generator draws the forget batches, then the batches of D
-    generator = torch.Generator().manual_seed(seed)
-    forget = measure(model, dataset, splits.forget, batch_size=batch_size, generator=generator)
-    full = measure(model, dataset, splits.members, batch_size=batch_size, generator=generator)
-    dampen(model, forget, full, alpha=alpha, dampening=dampening)
-    if recalibrate_bn:
-        recalibrate_batchnorm(model, dataset, splits.retain, batch_size)
-    return cast(Classifier, model.eval())
+    alpha: float
+    dampening: float
+    batch_size: int
+    recalibrate_bn: bool
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.alpha) or self.alpha <= 0:
+            hint = "The papers use 10 for ResNet18."
+            raise fail("alpha", "a finite number > 0", self.alpha, hint)
+        if not math.isfinite(self.dampening) or self.dampening <= 0:
+            raise fail("dampening", "a finite number > 0", self.dampening, "The papers use 1.")
+        check_positive_int(self.batch_size, "batch_size")
+
+    def apply(
+        self,
+        original: LoadedModel,
+        dataset: Dataset,
+        splits: Splits,
+        measure: Measure,
+        *,
+        seed: int,
+        device: torch.device,
+    ) -> Classifier:
+        """Measure ``I_f`` on forget and ``I_D`` on D, :func:`dampen` a copy, recalibrate it.
+
+        Args:
+            original: The model before unlearning; not modified.
+            dataset: Where the ids come from.
+            splits: ``forget`` and ``members`` for the importances; ``retain`` for BatchNorm.
+            measure: The importance (SSD's or LFSSD's), called with a seeded generator.
+            seed: Seed of the batch shuffles.
+            device: Where to compute.
+
+        Returns:
+            The dampened copy (eval mode).
+        """
+        model = copy.deepcopy(original.module).to(device)
+        # one seeded generator draws the forget batches, then the batches of D
+        generator = torch.Generator().manual_seed(seed)
+        size = self.batch_size
+        forget = measure(model, dataset, splits.forget, batch_size=size, generator=generator)
+        full = measure(model, dataset, splits.members, batch_size=size, generator=generator)
+        dampen(model, forget, full, alpha=self.alpha, dampening=self.dampening)
+        if self.recalibrate_bn:
+            recalibrate_batchnorm(model, dataset, splits.retain, size)
+        return cast(Classifier, model.eval())
 
 
 @register_method(
@@ -161,18 +190,11 @@ def ssd(
         ConfigError: ``alpha`` or ``dampening`` not a positive finite number, ``batch_size``
             < 1.
     """
-    _check_constants(alpha, dampening, batch_size)
-    return _selective_dampening(
-        original,
-        dataset,
-        splits,
-        importance="squared-gradient",
-        seed=seed,
-        device=device,
-        alpha=alpha,
-        dampening=dampening,
-        batch_size=batch_size,
-        recalibrate_bn=recalibrate_bn,
+    settings = Dampening(
+        alpha=alpha, dampening=dampening, batch_size=batch_size, recalibrate_bn=recalibrate_bn
+    )
+    return settings.apply(
+        original, dataset, splits, squared_gradient_importance, seed=seed, device=device
     )
 
 
@@ -206,35 +228,11 @@ def lfssd(
     were not checked. Same departures as :func:`ssd` (seeded batches, BatchNorm recalibrated
     on retain with ``recalibrate_bn``; the recalibration reads images only).
 
-    Args:
-        original: The model before unlearning; not modified.
-        dataset: Where the ids come from (images only).
-        splits: ``forget`` and ``members`` for the importances; ``retain`` for BatchNorm.
-        seed: Seed of the batch shuffles.
-        device: Where to compute.
-        progress: Unused (two quick gradient passes).
-        alpha: Selection weighting: dampen where ``I_f > alpha * I_D``.
-        dampening: ``lambda``: the factor is ``min(lambda * I_D / I_f, 1)``.
-        batch_size: Samples per importance batch (the importance depends on it).
-        recalibrate_bn: Re-estimate BatchNorm statistics on retain afterwards.
-
-    Returns:
-        The dampened copy.
-
-    Raises:
-        ConfigError: ``alpha`` or ``dampening`` not a positive finite number, ``batch_size``
-            < 1.
+    Arguments, result and errors are those of :func:`ssd`; ``dataset`` gives only images.
     """
-    _check_constants(alpha, dampening, batch_size)
-    return _selective_dampening(
-        original,
-        dataset,
-        splits,
-        importance="output-norm",
-        seed=seed,
-        device=device,
-        alpha=alpha,
-        dampening=dampening,
-        batch_size=batch_size,
-        recalibrate_bn=recalibrate_bn,
+    settings = Dampening(
+        alpha=alpha, dampening=dampening, batch_size=batch_size, recalibrate_bn=recalibrate_bn
+    )
+    return settings.apply(
+        original, dataset, splits, output_norm_importance, seed=seed, device=device
     )

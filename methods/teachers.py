@@ -15,7 +15,6 @@ the forget set), while the original, frozen, keeps the rest in place:
 from __future__ import annotations
 
 import math
-from typing import cast
 
 import numpy as np
 import torch
@@ -23,16 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods._distill import check_temperature, distill_kl, frozen_copy
+from methods._training import check_share, fresh_network, make_recipe, random_subset, train_on
 from methods.base import register_method
 from methods.neggrad import stop_at_accuracy
-from unlearn_audit._validation import check_fraction, check_nonnegative, check_positive_int, fail
+from unlearn_audit._validation import check_nonnegative
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.models.zoo import build_model
-from unlearn_audit.train import Recipe, fit
 
 
 def random_network(original: LoadedModel, *, seed: int, method: str) -> Classifier:
@@ -44,38 +42,9 @@ def random_network(original: LoadedModel, *, seed: int, method: str) -> Classifi
     Raises:
         ConfigError: The original has no recorded architecture (TorchScript or pickle).
     """
-    info = original.info
-    if info.arch is None:
-        raise ConfigError(
-            f"{method} needs an architecture to build a random teacher from, but the original "
-            "was loaded from TorchScript or a pickle; save its state_dict and load that with "
-            "--arch NAME."
-        )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        net = build_model(
-            info.arch, info.num_classes, info.input_shape, arch_kwargs=info.arch_kwargs
-        )
+    purpose = "to build a random teacher from"
+    net = fresh_network(original, seed=seed, method=method, purpose=purpose)
     return Classifier(net, original.normalization)
-
-
-def _adam(
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    *,
-    names: tuple[str, str] = ("lr", "epochs"),
-    minimum: int = 1,
-) -> Recipe:
-    """A constant-lr Adam recipe without weight decay; errors name ``names`` (lr, epochs)."""
-    return Recipe(
-        optimizer="adam",
-        lr=check_nonnegative(lr, names[0], positive=True, expected="a number > 0"),
-        epochs=check_positive_int(epochs, names[1], minimum=minimum),
-        batch_size=check_positive_int(batch_size, "batch_size"),
-        weight_decay=0.0,
-        schedule="constant",
-    )
 
 
 @register_method(
@@ -175,8 +144,16 @@ def stochastic_teacher(
         ConfigError: A value outside its range, an empty retain set, or an original without
             an architecture.
     """
-    erase = _adam(erase_lr, erase_epochs, batch_size, names=("erase_lr", "erase_epochs"))
-    rebuild = _adam(lr, epochs, batch_size, minimum=0)
+    erase = make_recipe(
+        optimizer="adam",
+        lr=erase_lr,
+        epochs=erase_epochs,
+        batch_size=batch_size,
+        names=("erase_lr", "erase_epochs", "batch_size"),
+    )
+    rebuild = make_recipe(
+        optimizer="adam", lr=lr, epochs=epochs, batch_size=batch_size, min_epochs=0
+    )
     weight = check_nonnegative(alpha, "alpha")
     if rebuild.epochs and len(splits.retain) == 0:
         raise ConfigError("stochastic-teacher needs a non-empty retain set to rebuild on.")
@@ -196,7 +173,7 @@ def stochastic_teacher(
 
     steps = math.ceil(len(splits.forget) / erase.batch_size)
     chance = 1.0 / dataset.num_classes
-    erased = fit(
+    erased = train_on(
         original.module,
         dataset,
         splits.forget,
@@ -207,9 +184,9 @@ def stochastic_teacher(
         on_step=stop_at_accuracy(dataset, splits.forget, chance if early_stop else None, steps),
         progress=progress,
         desc="unlearn stochastic-teacher (erase)",
-    ).model
+    )
     if not rebuild.epochs:
-        return cast(Classifier, erased)
+        return erased
 
     def rebuild_objective(
         model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_ids: np.ndarray
@@ -219,7 +196,7 @@ def stochastic_teacher(
         logits = model(x)
         return F.cross_entropy(logits, y) + weight * distill_kl(logits, target)
 
-    result = fit(
+    return train_on(
         erased,
         dataset,
         splits.retain,
@@ -230,18 +207,6 @@ def stochastic_teacher(
         progress=progress,
         desc="unlearn stochastic-teacher (rebuild)",
     )
-    return cast(Classifier, result.model)
-
-
-def retain_subset(retain: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """D_r': ``round(fraction * |D_r|)`` retain ids (at least 1), drawn without replacement.
-
-    Sorted; the whole retain set when ``fraction`` is 1.
-    """
-    if fraction >= 1:
-        return np.sort(retain)
-    size = max(1, round(fraction * len(retain)))
-    return np.sort(rng.choice(retain, size=size, replace=False))
 
 
 def mixed_teacher_logits(
@@ -290,7 +255,7 @@ def bad_teacher(
 ) -> Classifier:
     """Distil a copy of the original from an incompetent teacher on forget, the original on D_r'.
 
-    The unlearning set is ``splits.forget`` plus D_r' = :func:`retain_subset` of
+    The unlearning set is ``splits.forget`` plus D_r' = :func:`~methods._training.random_subset` of
     ``splits.retain`` (drawn with ``seed``), shuffled together. Each step minimises
     ``T^2 * KL(softmax(t / T) || softmax(s / T))`` averaged over the batch, where ``t`` is
     the logits of the incompetent teacher (:func:`random_network`, seeded) for forget rows
@@ -331,14 +296,11 @@ def bad_teacher(
     Raises:
         ConfigError: A value outside its range, or an original without an architecture.
     """
-    recipe = _adam(lr, epochs, batch_size)
+    recipe = make_recipe(optimizer="adam", lr=lr, epochs=epochs, batch_size=batch_size)
     temp = check_temperature(temperature)
-    fraction = check_fraction(retain_fraction, "retain_fraction", inclusive=True)
-    if fraction == 0:
-        raise fail("retain_fraction", "a number in (0, 1]", retain_fraction)
+    fraction = check_share(retain_fraction, "retain_fraction")
     forget = np.sort(splits.forget)
-    rng = np.random.default_rng(seed)
-    subset = retain_subset(splits.retain, fraction, rng) if len(splits.retain) else splits.retain
+    subset = random_subset(splits.retain, fraction, np.random.default_rng(seed))
     incompetent = frozen_copy(random_network(original, seed=seed, method="bad-teacher"), device)
     competent = frozen_copy(original.module, device)
 
@@ -350,7 +312,7 @@ def bad_teacher(
             target = mixed_teacher_logits(competent(x), incompetent(x), is_forget)
         return distill_kl(model(x), target, temp)
 
-    result = fit(
+    return train_on(
         original.module,
         dataset,
         np.concatenate([forget, subset]),
@@ -361,4 +323,3 @@ def bad_teacher(
         progress=progress,
         desc="unlearn bad-teacher",
     )
-    return cast(Classifier, result.model)

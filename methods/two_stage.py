@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods._distill import check_temperature, distill_kl, frozen_copy
+from methods._training import eval_mode, make_recipe, train_on
 from methods.base import register_method
 from methods.random_labels import relabel_transform
 from methods.retrain import original_recipe
@@ -29,7 +29,7 @@ from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import Classifier
-from unlearn_audit.train import Recipe, StepState, accuracy, fit, model_device
+from unlearn_audit.train import Recipe, StepState, accuracy, model_device
 
 
 def class_mean_probabilities(
@@ -125,15 +125,11 @@ def contrastive_labels(mean_probs: torch.Tensor, classes: Sequence[int]) -> dict
 def _original_outputs(
     model: nn.Module, dataset: Dataset, ids: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
     logits, labels = [], []
-    with torch.inference_mode():
-        for x, y, _ in dataset.batches(ids, 512, device=device):
+    with eval_mode(model), torch.inference_mode():
+        for x, y, _ in dataset.batches(ids, 512, device=model_device(model)):
             logits.append(model(x).cpu())
             labels.append(y.cpu())
-    model.train(was_training)
     return torch.cat(logits), torch.cat(labels)
 
 
@@ -172,7 +168,7 @@ def neutralize(
         reached.append(accuracy(state.model, dataset, forget))
         return reached[-1] < chance
 
-    model = fit(
+    model = train_on(
         original,
         dataset,
         forget,
@@ -183,7 +179,7 @@ def neutralize(
         on_step=on_step,
         progress=progress,
         desc="unlearn two-stage (neutralise)",
-    ).model
+    )
     if reached[-1] >= chance:
         raise ConfigError(
             f"two-stage: the accuracy on the forget set is still {reached[-1]:.3f} (chance is "
@@ -294,15 +290,12 @@ def two_stage(
         ConfigError: A value outside its range, an empty retain set, or a neutralisation
             that does not reach chance within ``neutralize_epochs``.
     """
-    neutral_recipe = Recipe(
+    neutral_recipe = make_recipe(
         optimizer="adam",
-        lr=check_nonnegative(
-            neutralize_lr, "neutralize_lr", positive=True, expected="a number > 0"
-        ),
-        epochs=check_positive_int(neutralize_epochs, "neutralize_epochs"),
-        batch_size=check_positive_int(neutralize_batch_size, "neutralize_batch_size"),
-        weight_decay=0.0,
-        schedule="constant",
+        lr=neutralize_lr,
+        epochs=neutralize_epochs,
+        batch_size=neutralize_batch_size,
+        names=("neutralize_lr", "neutralize_epochs", "neutralize_batch_size"),
     )
     base = original_recipe(original, dataset)
     total = check_positive_int(epochs, "epochs", minimum=0) or max(1, base.epochs // 2)
@@ -348,7 +341,7 @@ def two_stage(
             target = teacher(x)
         return alpha * F.cross_entropy(logits, y) + beta * distill_kl(logits, target, temp)
 
-    result = fit(
+    return train_on(
         neutral,
         dataset,
         splits.retain,
@@ -359,4 +352,3 @@ def two_stage(
         progress=progress,
         desc="unlearn two-stage (retrain)",
     )
-    return cast(Classifier, result.model)

@@ -13,11 +13,9 @@ from methods._distill import frozen_copy
 from methods._noise import (
     IMPAIR_REPAIR_DEFAULTS,
     NOISE_DEFAULTS,
-    check_noise_learning,
-    check_noise_settings,
-    forget_classes_of,
     initial_noise,
     maximize_error,
+    unlearn_with_noise,
 )
 from methods.base import register_method
 from unlearn_audit.data.datasets import Dataset
@@ -163,38 +161,24 @@ def unsir(
     Raises:
         ConfigError: A value outside its range.
     """
-    stages = check_noise_settings(
+    return unlearn_with_noise(
+        original,
+        dataset,
+        splits,
+        class_noise,
+        name="unsir",
+        seed=seed,
+        device=device,
+        progress=progress,
         retain_per_class=retain_per_class,
         noise_batch_size=noise_batch_size,
+        noise_steps=noise_steps,
+        noise_lr=noise_lr,
+        l2_weight=l2_weight,
         copies=copies,
         batch_size=batch_size,
         impair_lr=impair_lr,
         impair_epochs=impair_epochs,
         repair_lr=repair_lr,
         repair_epochs=repair_epochs,
-    )
-    check_noise_learning(noise_lr=noise_lr, noise_steps=noise_steps, l2_weight=l2_weight)
-    classes = forget_classes_of(splits)
-    generator = torch.Generator().manual_seed(seed)
-    noise, labels = class_noise(
-        original,
-        classes,
-        dataset.input_shape,
-        generator,
-        batch_size=noise_batch_size,
-        device=device,
-        lr=noise_lr,
-        steps=noise_steps,
-        l2_weight=l2_weight,
-    )
-    return stages.run(
-        original,
-        dataset,
-        splits,
-        noise,
-        labels,
-        seed=seed,
-        device=device,
-        progress=progress,
-        name="unsir",
     )

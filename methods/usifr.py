@@ -15,12 +15,10 @@ from methods._distill import frozen_copy
 from methods._noise import (
     IMPAIR_REPAIR_DEFAULTS,
     NOISE_DEFAULTS,
-    check_noise_learning,
-    check_noise_settings,
-    forget_classes_of,
     initial_noise,
     maximize_error,
     mixed_labels,
+    unlearn_with_noise,
 )
 from methods.base import register_method
 from unlearn_audit._validation import fail
@@ -72,7 +70,17 @@ def mixed_noise(
     Returns:
         Noise ``(batch_size, C, H, W)`` in normalised input space, on ``device``, and its
         labels ``(batch_size,)``.
+
+    Raises:
+        ConfigError: Fewer noise samples than classes.
     """
+    if batch_size < len(classes):
+        raise fail(
+            "noise_batch_size",
+            f"at least the number of forgotten classes ({len(classes)})",
+            batch_size,
+            "Every forgotten class needs at least one noise sample.",
+        )
     labels = mixed_labels(classes, batch_size)
     start = initial_noise(batch_size, input_shape, generator).to(device)
     if steps == 0:
@@ -87,70 +95,6 @@ def mixed_noise(
         l2_weight=l2_weight,
     )
     return noise, labels
-
-
-def _run(
-    original: LoadedModel,
-    dataset: Dataset,
-    splits: Splits,
-    *,
-    seed: int,
-    device: torch.device,
-    progress: bool,
-    name: str,
-    noise_steps: int,
-    noise_lr: float,
-    l2_weight: float,
-    retain_per_class: int,
-    noise_batch_size: int,
-    copies: int,
-    batch_size: int,
-    impair_lr: float,
-    impair_epochs: int,
-    repair_lr: float,
-    repair_epochs: int,
-) -> Classifier:
-    stages = check_noise_settings(
-        retain_per_class=retain_per_class,
-        noise_batch_size=noise_batch_size,
-        copies=copies,
-        batch_size=batch_size,
-        impair_lr=impair_lr,
-        impair_epochs=impair_epochs,
-        repair_lr=repair_lr,
-        repair_epochs=repair_epochs,
-    )
-    check_noise_learning(noise_lr=noise_lr, noise_steps=noise_steps, l2_weight=l2_weight)
-    classes = forget_classes_of(splits)
-    if noise_batch_size < len(classes):
-        raise fail(
-            "noise_batch_size",
-            f"at least the number of forgotten classes ({len(classes)})",
-            noise_batch_size,
-            "Every forgotten class needs at least one noise sample.",
-        )
-    noise, labels = mixed_noise(
-        original,
-        classes,
-        dataset.input_shape,
-        torch.Generator().manual_seed(seed),
-        batch_size=noise_batch_size,
-        device=device,
-        lr=noise_lr,
-        steps=noise_steps,
-        l2_weight=l2_weight,
-    )
-    return stages.run(
-        original,
-        dataset,
-        splits,
-        noise,
-        labels,
-        seed=seed,
-        device=device,
-        progress=progress,
-        name=name,
-    )
 
 
 @register_method(
@@ -239,14 +183,15 @@ def usifr(
     Raises:
         ConfigError: A value outside its range, or fewer noise samples than classes.
     """
-    return _run(
+    return unlearn_with_noise(
         original,
         dataset,
         splits,
+        mixed_noise,
+        name="usifr",
         seed=seed,
         device=device,
         progress=progress,
-        name="usifr",
         noise_steps=noise_steps,
         noise_lr=noise_lr,
         l2_weight=l2_weight,
@@ -324,14 +269,15 @@ def dnf(
     Raises:
         ConfigError: A value outside its range, or fewer noise samples than classes.
     """
-    return _run(
+    return unlearn_with_noise(
         original,
         dataset,
         splits,
+        mixed_noise,
+        name="dnf",
         seed=seed,
         device=device,
         progress=progress,
-        name="dnf",
         noise_steps=0,  # no error-maximising step; the rate and weight below go unused
         noise_lr=float(NOISE_DEFAULTS["noise_lr"]),
         l2_weight=float(NOISE_DEFAULTS["l2_weight"]),

@@ -65,14 +65,23 @@ def test_unknown_method_suggests_close_names(
 def test_parse_hyperparameters() -> None:
     parsed = parse_hyperparameters(["lr=0.01", " batch-size = 64 ", "note=a=b", "empty="])
     assert parsed == {"lr": "0.01", "batch_size": "64", "note": "a=b", "empty": ""}
-    assert parse_hyperparameters([]) == {}
+    assert parse_hyperparameters([]) == parse_hyperparameters(None) == {}
+
+
+def test_one_registry_and_one_parser_for_the_core_and_the_methods() -> None:
+    """The CLI (core) and this package share the registry and the --hp parser."""
+    import unlearn_audit.hyperparameters
+    import unlearn_audit.registry
+
+    assert METHODS is unlearn_audit.registry.METHOD_PLUGINS
+    assert parse_hyperparameters is unlearn_audit.hyperparameters.parse_hyperparameters
 
 
 @pytest.mark.parametrize(
     ("pairs", "match"),
     [
-        (["lr0.01"], r"`hp` must be KEY=VALUE, e.g. lr=0.01; got 'lr0.01'\."),
-        (["=0.01"], r"`hp` must be KEY=VALUE"),
+        (["lr0.01"], r"^`hp` must be key=value, e.g. lr=0.01; got 'lr0.01'\.$"),
+        (["=0.01"], r"`hp` must be key=value"),
         (["lr=1", "lr=2"], r"gives 'lr' twice"),
     ],
 )

@@ -33,10 +33,12 @@ import pytest
 import torch
 from torch import nn
 
+import methods._training
 import methods.teachers
 from methods import METHODS as METHODS_REGISTRY
 from methods import unlearn
-from methods.teachers import mixed_teacher_logits, random_network, retain_subset
+from methods._training import random_subset
+from methods.teachers import mixed_teacher_logits, random_network
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.errors import ConfigError
@@ -122,19 +124,6 @@ def test_mixed_teacher_logits_pick_each_rows_teacher() -> None:
         assert torch.allclose(ours, repo, atol=1e-6)
 
 
-def test_retain_subset(class_splits: Splits) -> None:
-    rng = np.random.default_rng(SEED)
-    subset = retain_subset(class_splits.retain, 0.3, rng)
-    assert len(subset) == round(0.3 * len(class_splits.retain)) == 271
-    assert np.array_equal(subset, np.unique(subset))
-    assert np.isin(subset, class_splits.retain).all()
-    again = retain_subset(class_splits.retain, 0.3, np.random.default_rng(SEED))
-    assert np.array_equal(subset, again)
-    whole = retain_subset(class_splits.retain, 1.0, np.random.default_rng(SEED))
-    assert np.array_equal(whole, np.sort(class_splits.retain))
-    assert len(retain_subset(class_splits.retain[:2], 0.01, rng)) == 1
-
-
 def test_bad_teacher_trains_on_forget_and_a_retain_subset(
     original: LoadedModel,
     digits: Dataset,
@@ -142,19 +131,19 @@ def test_bad_teacher_trains_on_forget_and_a_retain_subset(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen: list[np.ndarray] = []
-    real = methods.teachers.fit
+    real = methods._training.fit
 
     def spy(model: nn.Module, dataset: Dataset, ids: np.ndarray, *args: Any, **kw: Any) -> Any:
         seen.append(np.asarray(ids))
         return real(model, dataset, ids, *args, **kw)
 
-    monkeypatch.setattr(methods.teachers, "fit", spy)
+    monkeypatch.setattr(methods._training, "fit", spy)
     _run("bad-teacher", original, digits, class_splits, epochs=1)
     (ids,) = seen
     assert np.isin(class_splits.forget, ids).all()
     rest = np.setdiff1d(ids, class_splits.forget)
     assert np.isin(rest, class_splits.retain).all()
-    expected = retain_subset(class_splits.retain, 0.3, np.random.default_rng(SEED))
+    expected = random_subset(class_splits.retain, 0.3, np.random.default_rng(SEED))
     assert np.array_equal(rest, expected)
 
 
@@ -207,14 +196,14 @@ def test_stochastic_teacher_erase_stops_at_chance(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     epochs: list[int] = []
-    real = methods.teachers.fit
+    real = methods._training.fit
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
         epochs.append(len(result.history.epochs))
         return result
 
-    monkeypatch.setattr(methods.teachers, "fit", spy)
+    monkeypatch.setattr(methods._training, "fit", spy)
     erased = _run("stochastic-teacher", original, digits, class_splits, epochs=0)
     acc = _class_accuracy(erased, digits, class_splits)
     assert acc["forget"] <= 0.1

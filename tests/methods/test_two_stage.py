@@ -28,6 +28,7 @@ import pytest
 import torch
 from torch import nn
 
+import methods._training
 import methods.two_stage
 from methods import unlearn
 from methods.retrain import original_recipe
@@ -183,7 +184,7 @@ def test_retraining_follows_the_original_recipe_and_drops_kd(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recipes: list[Recipe] = []
-    real_fit = methods.two_stage.fit
+    real_fit = methods._training.fit
 
     def spy_fit(*args: Any, **kwargs: Any) -> Any:
         recipes.append(args[3])
@@ -196,7 +197,7 @@ def test_retraining_follows_the_original_recipe_and_drops_kd(
         kd_calls[0] += 1
         return real_kl(*args)
 
-    monkeypatch.setattr(methods.two_stage, "fit", spy_fit)
+    monkeypatch.setattr(methods._training, "fit", spy_fit)
     monkeypatch.setattr(methods.two_stage, "distill_kl", spy_kl)
     _run(original, digits, class_splits, epochs=3, kd_epochs=2)
     neutral, retrain = recipes

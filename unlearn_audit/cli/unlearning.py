@@ -8,13 +8,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from unlearn_audit.cli.options import (
-    check_out_file,
-    hyperparameters,
-    load_model_from_args,
-    load_request,
-)
+from unlearn_audit.cli.options import check_out_file, load_model_from_args, load_request
 from unlearn_audit.errors import ConfigError
+from unlearn_audit.hyperparameters import parse_hyperparameters
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -79,7 +75,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
         original,
         dataset,
         splits,
-        hyperparameters=hyperparameters(args.hp),
+        hyperparameters=parse_hyperparameters(args.hp),
         seed=args.seed,
         device=device,
         progress=not args.quiet,
