@@ -27,13 +27,15 @@ SPLITS = ("forget", "retain", "test")
 
 
 def _row(result: AuditResult) -> dict[str, Any]:
-    accuracy = result.checks["accuracy"].metrics["accuracy"]
-    efficiency = result.checks.get("efficiency")
-    seconds = efficiency.metrics.get("unlearning_seconds") if efficiency is not None else None
+    numbers: dict[str, Any] = {}
+    for check in result.checks.values():
+        if check.evidence is not None:
+            numbers |= check.evidence.key_numbers()
     return {
-        **{s: accuracy[s]["unlearned"]["value"] for s in SPLITS},
+        "forget": numbers.get("forget accuracy"),
+        "test": numbers.get("test accuracy"),
         "verdicts": {v.claim: v.status for v in result.verdicts},
-        "seconds": seconds,
+        "seconds": numbers.get("unlearning s"),
     }
 
 

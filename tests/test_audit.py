@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from unlearn_audit.checks.accuracy import AccuracyEvidence
+from unlearn_audit.checks.backdoor import BackdoorEvidence
+from unlearn_audit.checks.divergence import DivergenceEvidence
+from unlearn_audit.checks.membership import MembershipEvidence
+from unlearn_audit.checks.relearn import RelearnEvidence
+from unlearn_audit.checks.representation import RepresentationEvidence
+from unlearn_audit.checks.saliency import SaliencyEvidence
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError, RegistryError
+from unlearn_audit.evidence import Evidence
 from unlearn_audit.models.checkpoints import LoadedModel, wrap_model
 from unlearn_audit.pipeline import audit
-from unlearn_audit.results import AuditResult
+from unlearn_audit.results import SCHEMA_VERSION, AuditResult
 from unlearn_audit.store import Store
 from unlearn_audit.train import Recipe, default_recipe, fit, train_classifier
 
@@ -95,12 +104,26 @@ def masked(original: LoadedModel) -> LoadedModel:
     )
 
 
+E = TypeVar("E", bound=Evidence)
+
+
+def _evidence(result: AuditResult, name: str, kind: type[E]) -> E:
+    """The typed evidence of check ``name`` (which must have run)."""
+    evidence = result.checks[name].evidence
+    assert isinstance(evidence, kind), result.checks[name].reason
+    return evidence
+
+
 def _verdicts(result: AuditResult) -> dict[str, str]:
     return {v.claim: v.status for v in result.verdicts}
 
 
 def _acc(result: AuditResult, split: str, role: str) -> float:
-    return result.checks["accuracy"].metrics["accuracy"][split][role]["value"]
+    evidence = result.checks["accuracy"].evidence
+    assert isinstance(evidence, AccuracyEvidence)
+    value = evidence.accuracy[split][role].value
+    assert value is not None
+    return value
 
 
 CLASS_CHECKS = ["accuracy", "representation", "relearn"]
@@ -137,7 +160,7 @@ def test_class_request_original_fails_and_retrained_passes(
     assert _verdicts(before)["knowledge_removed"] == "FAIL"
     assert _verdicts(after)["knowledge_removed"] != "FAIL"
     assert not before.passed and after.passed
-    cka = after.checks["representation"].metrics["cka"]
+    cka = _evidence(after, "representation", RepresentationEvidence).cka
     assert cka["reference"]["retain"] > cka["reference"]["forget"] + 0.05
 
 
@@ -163,15 +186,16 @@ def test_output_level_fakes_fail_knowledge_removed(
     verdicts = _verdicts(result)
     assert verdicts["forgotten"] == "PASS"
     assert verdicts["knowledge_removed"] == "FAIL"
-    rep = result.checks["representation"].metrics
-    assert rep["cka"]["unlearned"]["forget"] > 0.95  # features untouched
-    assert rep["probe"]["unlearned"] > rep["probe"]["reference"]  # weaker than CKA on digits
+    rep = _evidence(result, "representation", RepresentationEvidence)
+    assert rep.cka["unlearned"]["forget"] > 0.95  # features untouched
+    assert rep.probe["unlearned"] > rep.probe["reference"]  # weaker than CKA on digits
     # relearn alone is fooled: the fake relearns no faster than the reference (METRICS.md)
-    relearn = result.checks["relearn"].metrics["relearn"]
-    assert relearn["reference"]["reached"]
+    relearn = _evidence(result, "relearn", RelearnEvidence).times["relearn"]
+    assert relearn["reference"].reached
     assert (
-        not relearn["unlearned"]["reached"]
-        or relearn["unlearned"]["steps"] >= relearn["reference"]["steps"]
+        relearn["unlearned"].steps is None
+        or relearn["reference"].steps is None
+        or relearn["unlearned"].steps >= relearn["reference"].steps
     )
 
 
@@ -197,22 +221,27 @@ def test_random_request_membership_separates_original_from_reference(
         checks=["accuracy", "membership"],
         store=store,
     )
-    lira = result.checks["membership"].metrics["lira"]
-    original_auc = lira["original"]["auc"]
-    reference_auc = lira["reference"]["auc"]
-    assert original_auc["value"] > reference_auc["value"] + 0.1
-    assert original_auc["low"] > reference_auc["high"], "an interval-backed gap"
-    assert abs(reference_auc["value"] - 0.5) < 0.1, "the reference is near chance"
+    membership = _evidence(result, "membership", MembershipEvidence)
+    lira = membership.attacks["lira"]
+    original_auc = lira["original"].auc
+    reference_auc = lira["reference"].auc
+    assert original_auc.value is not None and reference_auc.value is not None
+    assert original_auc.low is not None and reference_auc.high is not None
+    assert original_auc.value > reference_auc.value + 0.1
+    assert original_auc.low > reference_auc.high, "an interval-backed gap"
+    assert abs(reference_auc.value - 0.5) < 0.1, "the reference is near chance"
     assert _verdicts(result)["no_membership_leak"] == "FAIL"
-    tpr = lira["original"]["tpr_at_1pct"]
-    assert tpr["realised_fpr"] <= 0.01 and tpr["nonmembers"] == len(splits.test)
-    assert lira["original"]["tpr_at_0.1pct"]["resolvable"] is False  # < 1000 non-members
+    tpr = lira["original"].tpr_at["0.01"]
+    assert tpr.realised_fpr is not None and tpr.realised_fpr <= 0.01
+    assert tpr.nonmembers == len(splits.test)
+    assert lira["original"].tpr_at["0.001"].resolvable is False  # < 1000 non-members
     for attack in ("shokri", "loss"):
-        assert attack in result.checks["membership"].metrics
-    exposed = result.checks["membership"].per_sample["most_exposed_forget"]
-    assert len(exposed["ids"]) == 10 and set(exposed["ids"]) <= set(splits.forget.tolist())
+        assert attack in membership.attacks
+    exposed = membership.most_exposed_forget
+    assert exposed is not None
+    assert len(exposed.ids) == 10 and set(exposed.ids) <= set(splits.forget.tolist())
     assert result.to_json()  # finite JSON despite infinite thresholds
-    assert exposed["unlearned"] == sorted(exposed["unlearned"], reverse=True)
+    assert exposed.scores["unlearned"] == sorted(exposed.scores["unlearned"], reverse=True)
 
 
 def test_backdoor_is_seen_in_the_original_and_not_in_the_reference(
@@ -237,9 +266,9 @@ def test_backdoor_is_seen_in_the_original_and_not_in_the_reference(
         checks=["backdoor"],
         store=store,
     )
-    success = result.checks["backdoor"].metrics["attack_success"]
-    assert success["original"]["value"] > 0.9
-    assert success["reference"]["value"] < 0.1
+    success = _evidence(result, "backdoor", BackdoorEvidence).attack_success
+    assert (success["original"].value or 0.0) > 0.9
+    assert (success["reference"].value or 1.0) < 0.1
     assert _verdicts(result)["backdoor_removed"] == "FAIL"
     assert result.checks["backdoor"].notes == []  # planted on this very forget set
 
@@ -256,24 +285,20 @@ def test_divergence_and_saliency_yardsticks(
         num_references=2,
         store=store,
     )
-    js = result.checks["divergence"].metrics["js"]
-    assert js["forget"]["unlearned_vs_original"]["value"] == pytest.approx(0.0, abs=1e-12)
-    assert (
-        js["forget"]["original_vs_reference"]["value"]
-        > js["forget"]["reference_vs_reference_2"]["value"] + 0.1
-    )
-    assert js["forget"]["original_vs_reference"]["value"] <= np.log(2)
-    saliency = result.checks["saliency"]
+    js = {
+        split: {pair: estimate.value for pair, estimate in pairs.items()}
+        for split, pairs in _evidence(result, "divergence", DivergenceEvidence).js.items()
+    }
+    assert js["forget"]["unlearned_vs_original"] == pytest.approx(0.0, abs=1e-12)
+    assert js["forget"]["original_vs_reference"] > js["forget"]["reference_vs_reference_2"] + 0.1
+    assert js["forget"]["original_vs_reference"] <= np.log(2)
+    saliency = _evidence(result, "saliency", SaliencyEvidence)
     for split in ("forget", "retain"):
-        assert saliency.metrics["spearman"][split]["unlearned_vs_original"][
-            "value"
-        ] == pytest.approx(1.0)
-        assert saliency.metrics["top10_iou"][split]["unlearned_vs_original"][
-            "value"
-        ] == pytest.approx(1.0)
-        grid = saliency.figures["grid"][split]
-        assert len(grid["ids"]) == 4 and set(grid["maps"]) == {"original", "unlearned", "reference"}
-        assert np.asarray(grid["maps"]["original"]).shape == (4, 8, 8)
+        assert saliency.spearman[split]["unlearned_vs_original"].value == pytest.approx(1.0)
+        assert saliency.top10_iou[split]["unlearned_vs_original"].value == pytest.approx(1.0)
+        grid = saliency.grid[split]
+        assert len(grid.ids) == 4 and set(grid.maps) == {"original", "unlearned", "reference"}
+        assert np.asarray(grid.maps["original"]).shape == (4, 8, 8)
 
 
 def test_second_audit_trains_nothing(
@@ -455,7 +480,7 @@ def test_result_json_round_trip(
     loaded = AuditResult.load(path)
     assert loaded.to_dict() == result.to_dict_json()
     assert AuditResult.from_dict(result.to_dict_json()).to_json() == result.to_json()
-    assert loaded.created == "2026-01-01T00:00:00Z" and loaded.schema_version == 1
+    assert loaded.created == "2026-01-01T00:00:00Z" and loaded.schema_version == SCHEMA_VERSION == 2
     assert str(tmp_path) not in path.read_text(), "no absolute paths in results"
     data = result.to_dict() | {"schema_version": 99}
     with pytest.raises(ConfigError, match="schema version 99"):
@@ -477,9 +502,11 @@ def test_models_without_convolutions(digits: Dataset, class_splits: Splits, stor
     )
     saliency, representation = result.checks["saliency"], result.checks["representation"]
     assert saliency.status == "na" and "convolution" in saliency.reason
-    assert representation.status == "ok" and "relevance" not in representation.metrics
+    evidence = representation.evidence
+    assert representation.status == "ok" and isinstance(evidence, RepresentationEvidence)
+    assert evidence.relevance is None and evidence.relevance_matrices is None
     assert any("no convolution" in note for note in representation.notes)
-    assert "unlearned" in representation.metrics["cka"]
+    assert "unlearned" in evidence.cka
 
 
 def test_original_trained_on_other_data_is_refused(
@@ -524,8 +551,8 @@ def test_erm_mask_metrics_when_the_model_has_one(
         checks=["representation"],
         store=store,
     )
-    erm = result.checks["representation"].metrics["erm"]
-    assert set(erm) == {"unlearned"}
-    assert erm["unlearned"]["l1_density"] == pytest.approx(11 / 40)
+    erm = _evidence(result, "representation", RepresentationEvidence).erm
+    assert erm is not None and set(erm) == {"unlearned"}
+    assert erm["unlearned"].l1_density == pytest.approx(11 / 40)
     # 9 classes share [1, 0, 0, 0]: 72 ordered pairs at cosine 1, 18 pairs with class 3 at 1/sqrt(2)
-    assert erm["unlearned"]["csi"] == pytest.approx(72 + 18 / np.sqrt(2))
+    assert erm["unlearned"].csi == pytest.approx(72 + 18 / np.sqrt(2))

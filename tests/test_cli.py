@@ -90,7 +90,7 @@ def test_train_with_members_and_recipe_options(
         (["train", "--dataset", "digitz", "--out", "x.safetensors"], "Did you mean 'digits'"),
         (["train", "--arch", "resnet81", "--out", "x.safetensors"], "Did you mean 'resnet18'"),
         (["train", "--out", "x.pt"], "`--out` must end in .safetensors"),
-        (["train", "--lr", "-1", "--out", "x.safetensors"], "`lr` must be a finite number >= 0"),
+        (["train", "--lr", "-1", "--out", "x.safetensors"], "`--lr` must be a finite number >= 0"),
         (["train", "--milestones", "a,b", "--out", "x.safetensors"], "`--milestones` must be"),
         (
             ["train", "--arch-kwargs", "[1]", "--out", "x.safetensors"],
@@ -98,7 +98,7 @@ def test_train_with_members_and_recipe_options(
         ),
         (["train", "--member-ids", "none.txt", "--out", "x.safetensors"], "does not exist"),
         (["train", "--dataset", "mnist", "--out", "x.safetensors"], "needs `--data-root`"),
-        (["train", "--device", "tpu", "--out", "x.safetensors"], "`device` must be"),
+        (["train", "--device", "tpu", "--out", "x.safetensors"], "`--device` must be"),
     ],
 )
 def test_user_errors_exit_1_with_one_line(
@@ -160,52 +160,83 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in text
 
 
+DEMO_METHODS = ("retrain", "finetune", "amnesiac", "erm-ktp")
+
+
 def test_demo_writes_per_method_and_comparison_reports(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The demo's machinery on a few methods that exercise all of it (a true retrain, the
+    update log amnesiac needs, erm-ktp's own original; sisa's is in the random-request test);
+    every method's own run is held to the methods' conformance suite, and the default list is
+    tested below."""
     import json
 
-    from unlearn_audit.registry import METHOD_PLUGINS
     from unlearn_audit.results import AuditResult
 
     argv = ["demo", "--out-dir", "out", "--cache-dir", "cache", "--quiet", "--no-pdf", "--json"]
-    assert main(argv) == 0
+    assert main([*argv, "--methods", ",".join(DEMO_METHODS)]) == 0
     summary = json.loads(capsys.readouterr().out)
     names = {row["model"] for row in summary["models"]}
-    assert names == {"no-unlearning", *METHOD_PLUGINS.names()}
+    assert names == {"no-unlearning", *DEMO_METHODS}
     for name in names:
         result = AuditResult.load(workdir / "out" / name / "result.json")
         assert (workdir / "out" / name / "report.html").is_file()
         expected = summary_original(workdir, name)
         assert result.models["original"]["fingerprint"] == expected
-    baseline = {row["model"]: row for row in summary["models"]}["no-unlearning"]
+    rows = {row["model"]: row for row in summary["models"]}
+    baseline = rows["no-unlearning"]
     assert baseline["verdicts"]["forgotten"] == "FAIL" and not baseline["passed"]
+    assert rows["retrain"]["verdicts"]["forgotten"] == "PASS"
     comparison = (workdir / "out" / "comparison.html").read_text()
     for name in names:
         assert f'href="{name}/report.html"' in comparison
     assert "http" not in comparison.replace('href="', "")  # self-contained
-    # sisa unlearns a SISA ensemble: its own original, marked in the comparison
-    assert (workdir / "out" / "sisa" / "original.safetensors").is_file()
-    assert "sisa</a> †" in comparison
     # erm-ktp unlearns an original trained with the ERM mask layer: its own too
-    if "erm-ktp" in names:
-        own = load_checkpoint(workdir / "out" / "erm-ktp" / "original.safetensors")
-        assert own.info.arch == "erm"
-        assert "erm-ktp</a> †" in comparison
+    own = load_checkpoint(workdir / "out" / "erm-ktp" / "original.safetensors")
+    assert own.info.arch == "erm"
+    assert "erm-ktp</a> †" in comparison
+
+
+def test_demo_runs_every_method_that_handles_the_request_by_default() -> None:
+    from unlearn_audit.cli.demo import chosen_methods
+    from unlearn_audit.errors import ConfigError, RegistryError
+    from unlearn_audit.registry import METHOD_PLUGINS
+
+    every = METHOD_PLUGINS.names()
+    assert chosen_methods(None, "class") == [
+        n for n in every if "class" in METHOD_PLUGINS.get(n).scope
+    ]
+    assert len(chosen_methods(None, "class")) >= 20
+    samples = chosen_methods(None, "sample")
+    assert samples and all("sample" in METHOD_PLUGINS.get(n).scope for n in samples)
+    assert chosen_methods(" retrain, finetune,retrain", "class") == ["retrain", "finetune"]
+    with pytest.raises(RegistryError, match=r"unknown method 'retrian'.*Did you mean 'retrain'"):
+        chosen_methods("retrian", "class")
+    class_only = next(n for n in every if "sample" not in METHOD_PLUGINS.get(n).scope)
+    with pytest.raises(ConfigError, match=f"{class_only!r} does not handle sample requests"):
+        chosen_methods(class_only, "sample")
+    with pytest.raises(ConfigError, match="names no method"):
+        chosen_methods(" , ", "class")
 
 
 def test_demo_with_a_random_request(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from unlearn_audit.registry import METHOD_PLUGINS
     from unlearn_audit.results import AuditResult
 
     argv = ["demo", "--forget-random", "0.05", "--profile", "quick", "--out-dir", "out"]
+    argv += ["--methods", "retrain,sisa"]
     assert main([*argv, "--cache-dir", "cache", "--quiet", "--no-pdf", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     names = {row["model"] for row in summary["models"]}
-    sample_methods = {n for n, spec in METHOD_PLUGINS.items() if "sample" in spec.scope}
-    assert names == {"no-unlearning", *sample_methods}
+    assert names == {"no-unlearning", "retrain", "sisa"}
+    # sisa unlearns a SISA ensemble: its own original, marked in the comparison
+    assert (workdir / "out" / "sisa" / "original.safetensors").is_file()
+    assert "sisa</a> †" in (workdir / "out" / "comparison.html").read_text()
+    assert AuditResult.load(workdir / "out" / "sisa" / "result.json").models["original"][
+        "fingerprint"
+    ] == summary_original(workdir, "sisa")
     result = AuditResult.load(workdir / "out" / "retrain" / "result.json")
     assert result.request["request"]["kind"] == "random"
     assert result.request["sizes"]["forget"] == 50
@@ -319,7 +350,7 @@ def test_inspect_every_checkpoint_kind(workdir: Path, capsys: pytest.CaptureFixt
     assert "pickle checkpoint" in capsys.readouterr().out
 
     assert main(["inspect", "sd.pt"]) == 1
-    assert "give its architecture with --arch" in capsys.readouterr().err
+    assert "give its architecture with `--arch`" in capsys.readouterr().err
     assert main(["inspect", "sd.pt", "--arch", "lenet"]) == 1
     assert "missing keys" in capsys.readouterr().err
     assert main(["inspect", "missing.pt"]) == 1
@@ -495,7 +526,11 @@ def test_audit_with_given_reference_policy_and_trigger(
     assert result.checks["backdoor"].status == "na"
     assert main([*base, "--trigger", "t.json", "--out", "b"]) == 3
     result = AuditResult.load(workdir / "b" / "result.json")
-    assert result.checks["backdoor"].metrics["attack_success"]["original"]["value"] > 0.9
+    from unlearn_audit.checks.backdoor import BackdoorEvidence
+
+    evidence = result.checks["backdoor"].evidence
+    assert isinstance(evidence, BackdoorEvidence)
+    assert (evidence.attack_success["original"].value or 0.0) > 0.9
     assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "FAIL"
     built = result.config["models_built"]
     assert (built["trained"], built["reused"], built["given_references"]) == (0, 0, 1)
@@ -580,10 +615,13 @@ def test_train_structures_and_their_methods(
     [
         (["--sisa-slices", "2"], "`--sisa-slices` needs --sisa-shards"),
         (["--sisa-shards", "0"], "`--sisa-shards` must be an integer >= 1"),
-        (["--sisa-shards", "2", "--arch", "sisa"], "`--arch` names the shard network"),
+        (["--sisa-shards", "2", "--arch", "sisa"], "`--arch` of a SISA ensemble must be a single"),
         (["--sisa-shards", "600", "--sisa-slices", "2"], "cannot fill 600 shards x 2 slices"),
         (["--log-candidates", "ids.txt"], "`--log-candidates` needs --log-updates"),
-        (["--log-updates", "--sisa-shards", "2"], "drop one of --log-updates and --sisa-shards"),
+        (
+            ["--log-updates", "--sisa-shards", "2"],
+            "drop one of `--log-updates` and `--sisa-shards`",
+        ),
     ],
 )
 def test_train_structure_errors(
@@ -614,7 +652,7 @@ def test_train_erm_and_unlearn_with_erm_ktp(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--erm at training time (the digits recipe), then `unlearn` with erm-ktp."""
-    from unlearn_audit.checks.representation import erm_mask
+    from unlearn_audit.models.erm import erm_mask
 
     assert main(["train", "--erm", "--out", "e.safetensors", "--quiet", "--no-cache"]) == 0
     out = capsys.readouterr().out
@@ -647,9 +685,9 @@ def test_train_erm_and_unlearn_with_erm_ktp(
     ("argv", "message"),
     [
         (["--erm", "--sisa-shards", "2"], "drop one of --erm and --sisa-shards"),
-        (["--erm", "--log-updates"], "drop one of --log-updates and --erm"),
+        (["--erm", "--log-updates"], "drop one of `--log-updates` and `--erm`"),
         (["--erm", "--arch", "mlp"], "`--erm` needs a CNN whose last conv stage"),
-        (["--erm", "--arch", "erm"], "`--arch` names the CNN the mask layer follows"),
+        (["--erm", "--arch", "erm"], "`--arch` with `--erm` must be a single CNN"),
         (["--erm-lambda", "0.5"], "`--erm-lambda` needs --erm"),
         (["--erm", "--erm-lambda", "-1"], "`--erm-lambda` must be a number >= 0"),
         (["--erm", "--erm-period", "1"], "`--erm-period` must be an integer >= 2"),
@@ -662,3 +700,24 @@ def test_train_erm_errors(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (workdir / "x.safetensors").exists()
+
+
+def test_core_errors_name_parameters_and_the_cli_names_options() -> None:
+    """The core says `member_ids` (what an API caller passes); the command line prints the
+    option that sets it; a file's fields stay as the file spells them."""
+    from unlearn_audit.cli import as_flags, build_parser
+
+    parser = build_parser()
+    assert as_flags("give the ids with `member_ids`; lower `lr`.", parser) == (
+        "give the ids with `--member-ids`; lower `--lr`."
+    )
+    assert as_flags("drop one of `update_log` and `sisa_shards`.", parser) == (
+        "drop one of `--log-updates` and `--sisa-shards`."
+    )
+    assert as_flags("`pass` must be <= `warn`", parser) == "`pass` must be <= `warn`"
+    for in_file in (
+        "recipe file r.toml: `epochs` must be an integer",
+        "`checks` must be an object of check results; got 3. Re-run the audit, or restore "
+        "result.json as unlearn-audit wrote it.",
+    ):
+        assert as_flags(in_file, parser) == in_file

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_audit.checks.representation import erm_mask
+from unlearn_audit.checks.representation import RepresentationEvidence
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, make_splits
 from unlearn_audit.erm import erm_logits, erm_net, is_erm_epoch
@@ -28,7 +28,7 @@ from unlearn_audit.functional.erm import (
 )
 from unlearn_audit.functional.representation import csi, l1_density
 from unlearn_audit.models.checkpoints import LoadedModel, load_checkpoint, save_checkpoint
-from unlearn_audit.models.erm import ErmNet
+from unlearn_audit.models.erm import ErmNet, erm_mask
 from unlearn_audit.models.layers import find_layers
 from unlearn_audit.models.zoo import build_model
 from unlearn_audit.pipeline import audit
@@ -166,7 +166,7 @@ def test_erm_path_masks_each_sample_by_its_label() -> None:
 
 
 def test_bases_without_a_conv_stage_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r"`--erm` needs a CNN .*got 'mlp'.*--arch"):
+    with pytest.raises(ConfigError, match=r"`erm` needs a CNN .*got 'mlp'.*`arch`"):
         build_model("erm", 10, (1, 8, 8), arch_kwargs={"base": "mlp"})
     with pytest.raises(ConfigError, match="single CNN"):
         build_model("erm", 10, (1, 8, 8), arch_kwargs={"base": "sisa"})
@@ -264,7 +264,7 @@ def test_store_keys_tell_erm_training_apart(digits: Dataset, tmp_path: Path) -> 
 
 
 def test_erm_refuses_an_update_log(digits: Dataset) -> None:
-    with pytest.raises(ConfigError, match="drop one of --log-updates and --erm"):
+    with pytest.raises(ConfigError, match="drop one of `update_log` and `erm`"):
         train_classifier(digits, arch="erm", arch_kwargs=ERM, update_log=UpdateRecorder())
 
 
@@ -287,13 +287,16 @@ def test_representation_check_reports_the_real_g(
         checks=["representation"],
         store=Store(tmp_path / "store"),
     )
-    metrics = result.checks["representation"].metrics
+    evidence = result.checks["representation"].evidence
+    assert isinstance(evidence, RepresentationEvidence)
     # only the ERM model has a G; the plain one is summarised by channel relevance only
-    assert set(metrics["erm"]) == {"original"}
+    assert evidence.erm is not None and set(evidence.erm) == {"original"}
     g = erm_mask(quick_erm)
     assert g is not None
     total, mean = csi(g)
-    assert metrics["erm"]["original"] == pytest.approx(
-        {"csi": total, "csi_mean": mean, "l1_density": l1_density(g)}
+    summary = evidence.erm["original"]
+    assert (summary.csi, summary.csi_mean, summary.l1_density) == pytest.approx(
+        (total, mean, l1_density(g))
     )
-    assert set(metrics["relevance"]) == {"original", "unlearned"}
+    assert evidence.relevance is not None
+    assert set(evidence.relevance) == {"original", "unlearned"}

@@ -1,19 +1,20 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from unlearn_audit.checks.base import CheckResult
-from unlearn_audit.data.datasets import Dataset
-from unlearn_audit.data.splits import ForgetRequest, make_splits
+from tests import evidence_builders as build
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.policy import CLAIMS, Policy, judge
+from unlearn_audit.evidence import CheckResult, Estimate
+from unlearn_audit.policy import Policy, default_claims, judge
+
+CLAIMS = default_claims()
 
 
-def _entry(value: float) -> dict[str, Any]:
-    return {"value": value, "low": value - 0.02, "high": value + 0.02}
+def _entry(value: float) -> Estimate:
+    return Estimate(value, value - 0.02, value + 0.02)
 
 
 def _accuracy(forget: float, reference_forget: float) -> CheckResult:
@@ -24,18 +25,22 @@ def _accuracy(forget: float, reference_forget: float) -> CheckResult:
     }
     table["forget"]["unlearned"] = _entry(forget)
     table["forget"]["reference"] = _entry(reference_forget)
-    return CheckResult(
-        name="accuracy",
-        metrics={
-            "accuracy": table,
-            "reference_mean": {s: table[s]["reference"]["value"] for s in splits},
-        },
-    )
+    return build.accuracy(table)
 
 
 def test_default_policy_loads() -> None:
     policy = Policy.load()
-    assert set(policy.thresholds) == set(CLAIMS)
+    assert (
+        set(policy.thresholds)
+        == set(CLAIMS)
+        == {
+            "forgotten",
+            "utility_kept",
+            "no_membership_leak",
+            "backdoor_removed",
+            "knowledge_removed",
+        }
+    )
     assert policy.thresholds["forgotten"] == {"pass": 0.05, "warn": 0.10}
     assert policy.source == "default"
 
@@ -75,11 +80,10 @@ def test_bad_policies(tmp_path: Path, text: str, match: str) -> None:
     ],
 )
 def test_random_requests_flag_under_and_over_forgetting(
-    digits: Dataset, forget: float, status: str, words: str
+    forget: float, status: str, words: str
 ) -> None:
-    splits = make_splits(digits, ForgetRequest.random(0.05))
     verdicts = {
-        v.claim: v for v in judge({"accuracy": _accuracy(forget, 0.97)}, splits, Policy.load())
+        v.claim: v for v in judge({"accuracy": _accuracy(forget, 0.97)}, "random", Policy.load())
     }
     assert verdicts["forgotten"].status == status
     assert words in verdicts["forgotten"].evidence
@@ -92,49 +96,106 @@ def test_random_requests_flag_under_and_over_forgetting(
     assert verdicts["knowledge_removed"].status == "N/A"
 
 
-def test_under_forgetting_is_flagged(digits: Dataset) -> None:
-    splits = make_splits(digits, ForgetRequest.random(0.05))
-    verdict = judge({"accuracy": _accuracy(1.0, 0.80)}, splits, Policy.load())[0]
+def test_under_forgetting_is_flagged() -> None:
+    verdict = judge({"accuracy": _accuracy(1.0, 0.80)}, "random", Policy.load())[0]
     assert verdict.status == "FAIL" and "under-forgetting" in verdict.evidence
 
 
-def test_membership_over_forgetting_warns(digits: Dataset) -> None:
-    splits = make_splits(digits, ForgetRequest.random(0.05))
-    membership = CheckResult(
-        name="membership",
-        metrics={"lira": {"unlearned": {"auc": _entry(0.30)}}, "reference_auc": {"lira": 0.52}},
+def test_membership_over_forgetting_warns() -> None:
+    membership = build.membership(
+        {
+            "unlearned": build.attack((0.30, 0.28, 0.32)),
+            "reference": build.attack((0.52, None, None)),
+        }
     )
-    verdict = {v.claim: v for v in judge({"membership": membership}, splits, Policy.load())}
+    verdict = {v.claim: v for v in judge({"membership": membership}, "random", Policy.load())}
     assert verdict["no_membership_leak"].status == "WARN"
     assert "over-forgetting" in verdict["no_membership_leak"].evidence
 
 
-def test_membership_gap_within_overlapping_intervals_is_inconclusive(digits: Dataset) -> None:
-    splits = make_splits(digits, ForgetRequest.random(0.05))
-
-    def membership(unlearned: dict[str, float], reference: dict[str, float]) -> CheckResult:
-        return CheckResult(
-            name="membership",
-            metrics={
-                "lira": {"unlearned": {"auc": unlearned}, "reference": {"auc": reference}},
-                "reference_auc": {"lira": reference["value"]},
-            },
+def test_membership_gap_within_overlapping_intervals_is_inconclusive() -> None:
+    def membership(unlearned: build.Triple, reference: build.Triple) -> CheckResult:
+        return build.membership(
+            {"unlearned": build.attack(unlearned), "reference": build.attack(reference)}
         )
 
-    wide = membership(
-        {"value": 0.45, "low": 0.36, "high": 0.55}, {"value": 0.29, "low": 0.20, "high": 0.38}
-    )
-    apart = membership(
-        {"value": 0.65, "low": 0.60, "high": 0.70}, {"value": 0.47, "low": 0.43, "high": 0.51}
-    )
-    close = membership(
-        {"value": 0.50, "low": 0.45, "high": 0.55}, {"value": 0.48, "low": 0.43, "high": 0.53}
-    )
+    wide = membership((0.45, 0.36, 0.55), (0.29, 0.20, 0.38))
+    apart = membership((0.65, 0.60, 0.70), (0.47, 0.43, 0.51))
+    close = membership((0.50, 0.45, 0.55), (0.48, 0.43, 0.53))
     statuses = [
-        {v.claim: v.status for v in judge({"membership": m}, splits, Policy.load())}[
+        {v.claim: v.status for v in judge({"membership": m}, "random", Policy.load())}[
             "no_membership_leak"
         ]
         for m in (wide, apart, close)
     ]
     # a 0.16 point gap whose intervals overlap cannot be called a leak; a clear one can
     assert statuses == ["WARN", "FAIL", "PASS"]
+
+
+def test_a_policy_file_declares_a_claim_on_a_check_and_measure(tmp_path: Path) -> None:
+    path = tmp_path / "tpr.toml"
+    path.write_text(
+        '[low_fpr_leak]\nstatement = "Few forget samples are caught at 1% FPR."\n'
+        'check = "membership"\nmeasure = "tpr@0.01"\npass = 0.02\nwarn = 0.05\n'
+    )
+    policy = Policy.load(path)
+    assert list(policy.claims)[-1] == "low_fpr_leak"
+    membership = build.membership(
+        {
+            "unlearned": build.attack((0.5, 0.45, 0.55), rate_at=0.09, high=0.15),
+            "reference": build.attack((0.5, 0.45, 0.55), rate_at=0.01, high=0.05),
+        }
+    )
+    verdicts = {v.claim: v for v in judge({"membership": membership}, "class", policy)}
+    # a 0.08 gap over the pass threshold, but the intervals [0, 0.15] and [0, 0.05] overlap
+    assert verdicts["low_fpr_leak"].status == "WARN"
+    assert verdicts["low_fpr_leak"].measured == pytest.approx(0.09)
+    assert verdicts["low_fpr_leak"].reference == pytest.approx(0.01)
+    assert verdicts["low_fpr_leak"].statement == "Few forget samples are caught at 1% FPR."
+    assert "LiRA TPR at 1.0% FPR" in verdicts["low_fpr_leak"].evidence
+    # the same claim on an audit without the check is N/A, saying which check is missing
+    none = {v.claim: v for v in judge({}, "class", policy)}["low_fpr_leak"]
+    assert none.status == "N/A" and "membership check was not run" in none.evidence
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[x]\nstatement = "s"\ncheck = "membership"\npass = 0.1\nwarn = 0.2\n', "`measure`"),
+        (
+            '[x]\nstatement = "s"\ncheck = "membrship"\nmeasure = "auc"\npass = 0.1\nwarn = 0.2\n',
+            "check 'membrship', which is not installed; known: accuracy",
+        ),
+        (
+            '[x]\nstatement = "s"\ncheck = "membership"\nmeasure = "f1"\npass = 0.1\nwarn = 0.2\n',
+            "measure 'f1'; the membership check has: auc, tpr@0.01, tpr@0.001",
+        ),
+        ('[x]\nstatement = "s"\ncheck = "accuracy"\nmeasure = "utility"\npass = 0.1\n', "`warn`"),
+        ('[forgotten]\nrequests = ["all"]\n', "`requests` must name"),
+    ],
+)
+def test_bad_declared_claims(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        Policy.load(path)
+
+
+def test_strict_grading_judges_the_worst_end_of_the_interval() -> None:
+    from unlearn_audit.evidence import Gap
+    from unlearn_audit.policy import grade
+
+    limits = {"pass": 0.05, "warn": 0.10}
+    # point gap 0.02 passes; the interval's upper end (0.08) does not, in strict mode only
+    gap = Gap("forget accuracy", Estimate(0.02, 0.005, 0.08), Estimate(0.0, 0.0, 0.01))
+    assert grade(gap, limits).status == "PASS"
+    strict = grade(gap, limits, strict=True)
+    assert strict.status == "FAIL" and strict.excess == pytest.approx(0.08)
+    # below: the drop is judged at the lower end; either: at the farther end
+    drop = Gap("retain", Estimate(0.98, 0.94, 0.99), Estimate(0.985), worse="below")
+    assert grade(drop, limits, strict=True).excess == pytest.approx(0.045)
+    both = Gap("forget", Estimate(0.90, 0.85, 0.94), Estimate(0.97), worse="either")
+    assert grade(both, limits, strict=True).excess == pytest.approx(0.12)
+    # unresolvable: FAIL when strict, WARN otherwise
+    unresolved = Gap("tpr", Estimate(0.0, 0.0, 0.03), Estimate(0.0), unresolved="too few")
+    assert [grade(unresolved, limits, strict=s).status for s in (True, False)] == ["FAIL", "WARN"]

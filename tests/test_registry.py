@@ -13,6 +13,7 @@ import torch
 
 from unlearn_audit import errors
 from unlearn_audit.data.datasets import Dataset
+from unlearn_audit.evidence import RawEvidence
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.registry import Registry
 
@@ -83,6 +84,7 @@ import torch
 from torch import nn
 
 from unlearn_audit.checks import Check, CheckResult
+from unlearn_audit.evidence import RawEvidence
 from unlearn_audit.data.datasets import DatasetSpec, InMemorySamples, make_dataset
 
 
@@ -116,7 +118,7 @@ class Constant(Check):
     description = "always measures 42"
 
     def run(self, ctx):
-        return CheckResult(self.name, metrics={"answer": 42})
+        return CheckResult(self.name, evidence=RawEvidence({"answer": 42}))
 
 
 class _Keep:
@@ -221,7 +223,7 @@ def test_a_plugin_of_every_group_is_found_and_usable(
         checks=["constant"],
         progress=False,
     )
-    assert result.checks["constant"].metrics == {"answer": 42}
+    assert result.checks["constant"].evidence == RawEvidence({"answer": 42})
     # unlearn_audit.methods: listed by `unlearn-audit methods`, with its details
     assert main(["methods"]) == 0
     assert re.search(

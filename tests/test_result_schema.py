@@ -55,8 +55,8 @@ def test_the_golden_result_still_loads(golden: dict[str, Any]) -> None:
     [
         (_set("checks", 3), "`checks` must be an object of check results; got 3."),
         (
-            _set("checks.accuracy.metrics", []),
-            "`checks.accuracy.metrics` must be an object; got []",
+            _set("checks.accuracy.evidence", []),
+            "`checks.accuracy.evidence` must be an object or null; got []",
         ),
         (_set("verdicts[0].status", 5), "`verdicts[0].status` must be a string; got 5."),
         (_set("models", None), "`models` must be an object of model descriptions; got null."),
@@ -94,12 +94,17 @@ def test_newer_optional_fields_are_accepted(golden: dict[str, Any]) -> None:
     data["checks"]["accuracy"]["cause"] = ""
     data["checks"]["accuracy"]["remedy"] = "give --trigger"
     data["verdicts"][0]["cause"] = "not_run"
+    data["checks"]["accuracy"]["evidence"]["calibration"] = {"new": 1}
     _validate(data)
+    loaded = AuditResult.from_dict(data)
+    assert (
+        loaded.checks["accuracy"].evidence == AuditResult.load(GOLDEN).checks["accuracy"].evidence
+    )
 
 
 def test_a_document_of_another_shape_or_version(golden: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="must be a JSON object; got \\[1, 2\\]"):
         _validate([1, 2])
     # another schema version is left to the version check, which names the version
-    with pytest.raises(ConfigError, match="schema version 2"):
-        AuditResult.from_dict({**golden, "schema_version": 2, "checks": 3})
+    with pytest.raises(ConfigError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        AuditResult.from_dict({**golden, "schema_version": SCHEMA_VERSION + 1, "checks": 3})

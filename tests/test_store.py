@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import QUICK
+from unlearn_audit.checks.relearn import RelearnEvidence
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.results import AuditResult
 from unlearn_audit.store import ENV_VAR, CacheWarning, Store, default_cache_dir
 from unlearn_audit.train import Recipe, train_classifier
 
@@ -190,9 +192,15 @@ def test_a_reference_relearn_curve_is_probed_once(
     second = audit(unlearned=reference, **options)
     assert store.computed_hits == 2  # the reference's relearn and feature-relearn curves
     for variant in ("relearn", "feature_relearn"):
-        stored = second.checks["relearn"].figures["curves"][variant]["reference"]
-        assert stored == first.checks["relearn"].figures["curves"][variant]["reference"]
+        stored = _relearn(second).curves[variant]["reference"]
+        assert stored == _relearn(first).curves[variant]["reference"]
     assert (
-        second.checks["relearn"].metrics["relearn"]["reference"]
-        == (first.checks["relearn"].metrics["relearn"]["reference"])
+        _relearn(second).times["relearn"]["reference"]
+        == _relearn(first).times["relearn"]["reference"]
     )
+
+
+def _relearn(result: AuditResult) -> RelearnEvidence:
+    evidence = result.checks["relearn"].evidence
+    assert isinstance(evidence, RelearnEvidence), result.checks["relearn"].reason
+    return evidence

@@ -77,4 +77,4 @@ def test_a_lock_held_too_long_is_one_clear_error(tmp_path: Path) -> None:
     with FileLock(str(tmp_path / "locks" / f"{key}.lock")), pytest.raises(StoreError) as info:
         store.get_or_train({"role": "original"}, train)
     assert "another unlearn-audit has been training store entry" in str(info.value)
-    assert "--cache-dir" in str(info.value)
+    assert "`cache_dir`" in str(info.value)

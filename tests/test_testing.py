@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from tests import evidence_builders as build
 from unlearn_audit import testing
-from unlearn_audit.checks.base import CheckResult
+from unlearn_audit.checks.membership import AttackResult
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.errors import ConfigError
+from unlearn_audit.evidence import CheckResult, Estimate
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.results import AuditResult, Verdict
 from unlearn_audit.store import ENV_VAR, Store
@@ -45,12 +47,12 @@ POLICY = {
 # --- hand-built results ------------------------------------------------------------------------
 
 
-def _rate(value: float, low: float, high: float, total: int = 100) -> dict[str, Any]:
-    return {"value": value, "low": low, "high": high, "count": round(value * total), "total": total}
+def _rate(value: float, low: float | None, high: float | None, total: int = 100) -> Estimate:
+    return build.rate(value, low, high, total)
 
 
 def _accuracy(
-    forget: tuple[float, float, float] = (0.0, 0.0, 0.03),
+    forget: tuple[float, float | None, float | None] = (0.0, 0.0, 0.03),
     *,
     reference: float | None = 0.0,
     test: tuple[float, float, float] = (0.98, 0.97, 0.99),
@@ -64,48 +66,27 @@ def _accuracy(
         "retain": {"original": _rate(1.0, 0.996, 1.0), "unlearned": _rate(1.0, 0.996, 1.0)},
         test_split: {"original": _rate(original_test, 0.97, 0.99), "unlearned": _rate(*test)},
     }
-    return CheckResult(
-        "accuracy", metrics={"accuracy": table, "reference_mean": {forget_split: reference}}
-    )
+    if reference is not None:
+        table[forget_split]["reference"] = Estimate(reference)
+    return build.accuracy(table)
 
 
 def _lira(
     auc: tuple[float, float, float], tpr: float, tpr_high: float, *, nonmembers: int = 400
-) -> dict[str, Any]:
-    def at(fpr: float) -> dict[str, Any]:
-        return {
-            "target_fpr": fpr,
-            "tpr": tpr,
-            "realised_fpr": fpr / 2,
-            "threshold": 1.0,
-            "true_positives": round(tpr * 100),
-            "members": 100,
-            "false_positives": 1,
-            "nonmembers": nonmembers,
-            "resolvable": nonmembers * fpr >= 1,
-            "tpr_low": 0.0,
-            "tpr_high": tpr_high,
-        }
-
-    return {"auc": _rate(*auc), "tpr_at_1pct": at(0.01), "tpr_at_0.1pct": at(0.001)}
+) -> AttackResult:
+    return build.attack(auc, tpr, tpr_high, nonmembers)
 
 
-def _membership(unlearned: dict[str, Any], *, nonmembers: int = 400) -> CheckResult:
+def _membership(unlearned: AttackResult, *, nonmembers: int = 400) -> CheckResult:
     reference = _lira((0.50, 0.45, 0.55), 0.01, 0.05, nonmembers=nonmembers)
-    return CheckResult(
-        "membership",
-        metrics={
-            "lira": {"unlearned": unlearned, "reference": reference},
-            "reference_auc": {"lira": 0.50, "shokri": 0.5, "loss": 0.5},
-        },
-    )
+    return build.membership({"unlearned": unlearned, "reference": reference})
 
 
 def _backdoor(unlearned: tuple[float, float, float], reference: float | None = 0.02) -> CheckResult:
-    return CheckResult(
-        "backdoor",
-        metrics={"attack_success": {"unlearned": _rate(*unlearned)}, "reference_mean": reference},
-    )
+    rates = {"original": _rate(0.9, 0.85, 0.95), "unlearned": _rate(*unlearned)}
+    if reference is not None:
+        rates["reference"] = Estimate(reference)
+    return build.backdoor(rates)
 
 
 def _representation(probe: float, cka: float, *, reference: bool = True) -> CheckResult:
@@ -113,7 +94,7 @@ def _representation(probe: float, cka: float, *, reference: bool = True) -> Chec
     ckas = {"unlearned": {"forget": cka, "retain": 0.95}}
     if reference:
         ckas["reference"] = {"forget": 0.40, "retain": 0.93}
-    return CheckResult("representation", metrics={"probe": probes, "cka": ckas})
+    return build.representation(probes, ckas)
 
 
 def _result(
@@ -201,7 +182,7 @@ def test_forgotten_on_sample_requests_flags_both_directions() -> None:
             "the accuracy check is N/A: unlearned model failed to load.",
         ),
         (_result(_accuracy(reference=None)), "the accuracy check had no reference model"),
-        (_result(_accuracy((0.0, None, None))), "no test_forget_class was measured"),  # type: ignore[arg-type]
+        (_result(_accuracy((0.0, None, None))), "no test_forget_class samples to measure."),
     ],
 )
 def test_forgotten_fails_on_missing_evidence(result: AuditResult, expected: str) -> None:
@@ -248,8 +229,11 @@ def test_no_membership_leak_pass_and_fail() -> None:
     message = _failure(assert_no_membership_leak, leaky)
     assert "no_membership_leak (AUC)" in message and "high - ref <= 0.050 | FAIL" in message
     assert "no_membership_leak (TPR@1.0% FPR)" in message
-    assert re.search(r"high <= 0\.060\s+\| FAIL", message)
-    assert "LiRA TPR at 1.0% FPR (realised 0.0050) may be as high as 0.170" in message
+    assert re.search(r"TPR@1\.0% FPR\) \|\s+0\.100 .* high - ref <= 0\.050 \| FAIL", message)
+    assert (
+        "LiRA TPR at 1.0% FPR (realised 0.0050) of the unlearned model may be as high as 0.170 "
+        "(95% upper bound; point 0.100, n=100) vs 0.010 for the reference: +0.160" in message
+    )
     assert_no_membership_leak(leaky, max_auc_gap=0.1, max_tpr=0.2)
 
 
@@ -270,13 +254,7 @@ def test_no_membership_leak_fails_on_missing_evidence() -> None:
     na = CheckResult.not_applicable("membership", "no shadow bank: the quick profile trains none")
     message = _failure(assert_no_membership_leak, _result(na))
     assert "membership check is N/A: no shadow bank: the quick profile trains none" in message
-    no_reference = CheckResult(
-        "membership",
-        metrics={
-            "lira": {"unlearned": _lira((0.5, 0.4, 0.6), 0.0, 0.03)},
-            "reference_auc": {"lira": None},
-        },
-    )
+    no_reference = build.membership({"unlearned": _lira((0.5, 0.4, 0.6), 0.0, 0.03)})
     message = _failure(assert_no_membership_leak, _result(no_reference))
     assert "the membership check had no reference model" in message
 

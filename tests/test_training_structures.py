@@ -114,7 +114,7 @@ def test_sisa_training_is_seeded(digits: Dataset, ensemble_model: LoadedModel) -
 
 
 def test_sisa_refuses_an_update_log(digits: Dataset) -> None:
-    with pytest.raises(ConfigError, match="drop one of --log-updates and --sisa-shards"):
+    with pytest.raises(ConfigError, match="drop one of `update_log` and `sisa_shards`"):
         train_classifier(digits, arch="sisa", arch_kwargs=SISA, update_log=UpdateRecorder())
 
 
@@ -166,7 +166,7 @@ def test_log_round_trip_and_errors(
     assert torch.equal(back.deltas, log.deltas) and back.names == log.names
     assert back.shapes == log.shapes and back.candidates is None
     assert all(np.array_equal(a, b) for a, b in zip(back.batch_ids, log.batch_ids, strict=True))
-    with pytest.raises(CheckpointNotFoundError, match="--log-updates"):
+    with pytest.raises(CheckpointNotFoundError, match="`update_log`"):
         load_update_log(tmp_path / "none.updates.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a log")
     with pytest.raises(CheckpointError, match="not an update log"):

@@ -2,7 +2,8 @@
 
 A ``result.json`` that parses but has a wrong field (``"checks": 3``) would otherwise fail deep
 inside the report with an ``AttributeError``; :func:`validate_result_dict` names the first wrong
-field by its dotted path instead (``checks.accuracy.metrics``, ``verdicts[0].status``).
+field by its dotted path instead (``checks.accuracy.evidence``, ``verdicts[0].status``). Inside a
+check's evidence the check's own dataclasses name the field (see :mod:`unlearn_audit._codec`).
 
 Required fields are those without a default in :class:`~unlearn_audit.results.AuditResult`,
 :class:`~unlearn_audit.checks.base.CheckResult` and :class:`~unlearn_audit.results.Verdict`.
@@ -13,14 +14,14 @@ JSON: an object, a list, a string, a number, a boolean or null.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
+from unlearn_audit._codec import shown as _shown
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.evidence import CheckResult, Verdict
 
-_FIX = "Re-run the audit, or restore result.json as unlearn-audit wrote it."
+RESULT_FIX = "Re-run the audit, or restore result.json as unlearn-audit wrote it."
 
 # a field's check: returns the wrong (path, value, expected) or None
 _Problem = tuple[str, Any, str] | None
@@ -85,9 +86,9 @@ _CHECK_FIELDS: dict[str, _Rule] = {
     "name": _STR,
     "status": _STR,
     "reason": _STR,
-    "metrics": _OBJECT,
-    "per_sample": _OBJECT,
-    "figures": _OBJECT,
+    "cause": _STR,
+    "remedy": _STR,
+    "evidence": _typed(lambda v: v is None or isinstance(v, dict), "an object or null"),
     "notes": _listing(lambda v: isinstance(v, str), "a list of strings", "a string"),
     "seconds": _NUMBER_OR_NULL,
 }
@@ -180,15 +181,6 @@ def _record(path: str, value: Any, rules: dict[str, _Rule], cls: type, what: str
 _MISSING = object()  # stands for the value of a required field that is absent
 
 
-def _shown(value: Any) -> str:
-    """``value`` as it reads in the file (JSON), shortened."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
 def validate_result_dict(data: Any, *, schema_version: int, result_type: type) -> None:
     """Check the whole of a parsed ``result.json``; the first wrong field is named.
 
@@ -199,7 +191,9 @@ def validate_result_dict(data: Any, *, schema_version: int, result_type: type) -
             ``"`verdicts` is missing ..."``.
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"an audit result must be a JSON object; got {_shown(data)}. {_FIX}")
+        raise ConfigError(
+            f"an audit result must be a JSON object; got {_shown(data)}. {RESULT_FIX}"
+        )
     if data.get("schema_version") != schema_version:
         return
     problem = _record("", data, _TOP_FIELDS, result_type, "")
@@ -207,5 +201,5 @@ def validate_result_dict(data: Any, *, schema_version: int, result_type: type) -
         return
     path, value, expected = problem
     if value is _MISSING:
-        raise ConfigError(f"`{path}` is missing from the audit result. {_FIX}")
-    raise ConfigError(f"`{path}` must be {expected}; got {_shown(value)}. {_FIX}")
+        raise ConfigError(f"`{path}` is missing from the audit result. {RESULT_FIX}")
+    raise ConfigError(f"`{path}` must be {expected}; got {_shown(value)}. {RESULT_FIX}")

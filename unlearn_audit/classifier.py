@@ -160,14 +160,14 @@ def train_classifier(
         check_cells(len(members), int(kwargs.get("shards", 5)), int(kwargs.get("slices", 1)))
     if update_log is not None and arch == SISA_ARCH:
         raise ConfigError(
-            "--log-updates records one network's updates; a SISA ensemble unlearns by "
-            "retraining shards instead, so drop one of --log-updates and --sisa-shards."
+            "`update_log` records one network's updates; a SISA ensemble unlearns by "
+            "retraining shards instead, so drop one of `update_log` and `sisa_shards`."
         )
     if update_log is not None and arch == ERM_ARCH:
         raise ConfigError(
-            "--log-updates records plain training steps, but an ERM model is trained by "
-            "alternating paths and unlearns with erm-ktp instead; drop one of --log-updates "
-            "and --erm."
+            "`update_log` records plain training steps, but an ERM model is trained by "
+            "alternating paths and unlearns with erm-ktp instead; drop one of `update_log` "
+            "and `erm`."
         )
     if store is None or update_log is not None:
         return _train()
@@ -217,8 +217,8 @@ def _check_poison(
     trigger.check_fits(dataset.input_shape, dataset.num_classes)
     if poison_ids is None or len(poison_ids) == 0:
         raise ConfigError(
-            "a backdoor needs the samples that carry it: give a forget request (--forget-class, "
-            "--forget-random or --forget-ids) with --backdoor."
+            "a backdoor needs the samples that carry it: give them as `poison_ids` (on the "
+            "command line: a forget request, `forget_class`, `forget_random` or `forget_ids`)."
         )
     poison = np.unique(np.asarray(poison_ids, dtype=np.int64))
     if not np.isin(poison, members).all():

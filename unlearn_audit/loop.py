@@ -72,7 +72,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise fail("device", "'auto', 'cpu', 'cuda' or 'cuda:N'", str(device)) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
-            "`--device cuda` was asked for but no CUDA GPU is visible; use --device cpu."
+            "`device` cuda was asked for but no CUDA GPU is visible; use `device` cpu."
         )
     if resolved.type not in ("cpu", "cuda"):
         raise fail("device", "'auto', 'cpu', 'cuda' or 'cuda:N'", str(device))
@@ -212,7 +212,7 @@ def fit(
                 loss_value = loss.detach().item()
                 if not math.isfinite(loss_value):
                     raise ConfigError(
-                        f"training diverged (loss {loss_value}) at epoch {epoch + 1}; lower --lr."
+                        f"training diverged (loss {loss_value}) at epoch {epoch + 1}; lower `lr`."
                     )
                 loss.backward()
                 optimizer.step()

@@ -45,7 +45,7 @@ def apply_view(x: torch.Tensor, view: View, *, trigger: Trigger | None = None) -
         return F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)
     if view == "trigger":
         if trigger is None:
-            raise ConfigError("the trigger view needs a trigger; give --trigger TRIGGER.json.")
+            raise ConfigError("the trigger view needs a trigger; give `trigger` (a TRIGGER.json).")
         return trigger.apply(x)
     raise ConfigError(f"`view` must be one of clean, hflip, vflip, crop90, trigger; got {view!r}.")
 

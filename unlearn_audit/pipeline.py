@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,12 @@ from tqdm.auto import tqdm
 
 import unlearn_audit
 from unlearn_audit.checks import CHECKS, CheckResult, Needs
-from unlearn_audit.checks.base import reference_role
 from unlearn_audit.context import AuditConfig, AuditContext, Missing, ShadowBank
 from unlearn_audit.data.datasets import Dataset, Normalization
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError, UnlearnAuditError
+from unlearn_audit.evidence import reference_role
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, load_checkpoint
 from unlearn_audit.outputs import OutputCollector
 from unlearn_audit.policy import Policy, judge
@@ -86,7 +85,7 @@ def _check_models(original: LoadedModel, others: dict[str, LoadedModel], splits:
         raise ConfigError(
             f"the original was trained on other members (fingerprint {recorded}) than the "
             f"request assumes ({splits.members_fingerprint}); give the ids it was trained on "
-            "with --member-ids."
+            "with `member_ids`."
         )
 
 
@@ -118,7 +117,7 @@ def resolve_recipe(
                 "the recipe given contradicts the one recorded in the original's checkpoint ("
                 + "; ".join(recipe.differences(recorded))
                 + " given vs recorded); drop the recipe to use the recorded one, or pass "
-                "override_recipe (--override-recipe) to train references with the given one."
+                "`override_recipe` to train references with the given one."
             )
         return recipe, "given"
     if recorded is not None:
@@ -149,11 +148,7 @@ def _trigger(
 
 
 def _needs(names: list[str]) -> Needs:
-    merged: dict[str, bool] = {}
-    for name in names:
-        for key, value in asdict(CHECKS.get(name).needs).items():
-            merged[key] = merged.get(key, False) or value
-    return Needs(**merged)
+    return Needs.union(CHECKS.get(name).needs for name in names)
 
 
 _NO_ARCH = (
@@ -436,7 +431,7 @@ def audit(
         timings[f"check:{name}"] = results[name].seconds
 
     start = time.perf_counter()
-    verdicts = judge(results, splits, policy, missing=ctx.missing)
+    verdicts = judge(results, splits.request.kind, policy, missing=ctx.missing)
     models = _describe_models(ctx)
     ctx.notes.extend(_readability_notes(ctx, results))
     timings["judge"] = time.perf_counter() - start
@@ -738,19 +733,8 @@ def _limitations(ctx: AuditContext, result: AuditResult) -> list[str]:
     for name, check in result.checks.items():
         if check.status == "na" and check.cause != "not_run":
             items.append(f"the {name} check could not run: {check.reason}")
-        for attack, table in check.metrics.items() if name == "membership" else []:
-            if not isinstance(table, dict):
-                continue
-            for role, entry in table.items():
-                if not isinstance(entry, dict):
-                    continue
-                for key, rate_entry in entry.items():
-                    if isinstance(rate_entry, dict) and rate_entry.get("resolvable") is False:
-                        items.append(
-                            f"{attack} {key.replace('_', ' ')} ({role}) is unresolved: "
-                            f"{rate_entry.get('nonmembers')} non-members cannot resolve that "
-                            "false-positive rate"
-                        )
+        if check.evidence is not None:
+            items.extend(check.evidence.limitations())
     note = result.recipe_note
     if note is not None:
         items.append(note)

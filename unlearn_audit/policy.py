@@ -1,41 +1,71 @@
-"""The written policy: thresholds (TOML) and the verdict per claim.
+"""The written policy: its claims (TOML) and the one judge of every claim.
 
-Every claim is judged against the reference (models retrained without the forget set): the
-ideal is "like the reference", not zero or chance (METRICS.md). Thresholds come from
-``default_policy.toml`` beside this module, overridden by a user file.
+A claim names a check, one of the measures of that check's evidence, and thresholds: the
+evidence answers with :class:`~unlearn_audit.evidence.Gap` objects (the unlearned model against
+its yardstick, normally the references: "like the reference", not zero or chance, METRICS.md)
+and :func:`grade` turns each gap into PASS, WARN or FAIL. The claims and their thresholds come
+from ``default_policy.toml`` beside this module; a user file changes the numbers and may declare
+new claims on any registered check, a plug-in's included. The pytest helpers
+(:mod:`unlearn_audit.testing`) grade with the same function in its strict mode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.evidence import CheckResult, Verdict
+from unlearn_audit.evidence import CheckResult, Gap, NoReference, Unmeasurable, Verdict
 
-CLAIMS: dict[str, str] = {
-    "forgotten": "The forget set is treated like a model retrained without it treats it.",
-    "utility_kept": "Accuracy on retained data and on unseen data is kept.",
-    "no_membership_leak": "A membership attack cannot tell the forget set apart from unseen data "
-    "better than it can on the retrained model.",
-    "backdoor_removed": "The backdoor planted through the forget set no longer fires.",
-    "knowledge_removed": "The features no longer carry the forgotten class (beyond what a "
-    "retrained model's features do).",
-}
+# rounding error at a boundary passes
+_EPSILON = 1e-9
+_TEXT_KEYS = {"statement", "check", "measure", "requests", "elsewhere", "support"}
+_REQUEST_KINDS = ("class", "random", "ids")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a policy.
+
+    Attributes:
+        name: The claim's name (its TOML table).
+        statement: The claim in plain words.
+        check: The check whose evidence judges it.
+        measure: The measure of that evidence (see its ``MEASURES``).
+        thresholds: ``pass`` and ``warn`` (and any extra number the grading reads, such as
+            ``overforget``).
+        requests: The request kinds it applies to (else N/A).
+        elsewhere: Why it does not apply to other requests, and where to look instead.
+        support: Checks whose one-line summary is quoted as supporting evidence.
+    """
+
+    name: str
+    statement: str
+    check: str
+    measure: str
+    thresholds: dict[str, float]
+    requests: tuple[str, ...] = _REQUEST_KINDS
+    elsewhere: str = ""
+    support: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Thresholds per claim, and where they came from."""
+    """The claims, their thresholds, and where they came from."""
 
-    thresholds: dict[str, dict[str, float]]
+    claims: dict[str, Claim]
     source: str = "default"
     text: str = ""
+
+    @property
+    def thresholds(self) -> dict[str, dict[str, float]]:
+        """``claim -> {"pass": ..., "warn": ...}``."""
+        return {name: dict(claim.thresholds) for name, claim in self.claims.items()}
 
     @property
     def sha256(self) -> str:
@@ -44,11 +74,20 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Policy:
-        """The default policy, with the values of ``path`` (a TOML file) on top."""
+        """The default policy, with the values and claims of ``path`` (a TOML file) on top.
+
+        Raises:
+            ConfigError: The file is missing or not TOML, names an unknown claim without
+                declaring it (``statement``, ``check``, ``measure``), an unknown key, a check
+                that is not installed or a measure its evidence lacks, or `pass` > `warn`.
+        """
         text = resources.files("unlearn_audit").joinpath("default_policy.toml").read_text()
-        thresholds = _numbers(tomllib.loads(text), "default policy")
+        claims = {
+            name: _claim(name, values, None, "default policy")
+            for name, values in _tables(tomllib.loads(text), "default policy").items()
+        }
         if path is None:
-            return cls(thresholds, text=text)
+            return cls(claims, text=text)
         try:
             user_text = Path(path).read_text()
             user = tomllib.loads(user_text)
@@ -56,331 +95,312 @@ class Policy:
             raise ConfigError(f"policy file {str(path)!r} does not exist.") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"policy file {str(path)!r} is not valid TOML ({exc}).") from None
-        for claim, values in _numbers(user, str(path)).items():
-            if claim not in thresholds:
-                raise ConfigError(
-                    f"policy file {path}: unknown claim [{claim}]; known: {', '.join(thresholds)}."
-                )
-            unknown = sorted(set(values) - set(thresholds[claim]))
-            if unknown:
-                raise ConfigError(
-                    f"policy file {path}: [{claim}] has unknown keys {unknown}; known: "
-                    f"{sorted(thresholds[claim])}."
-                )
-            thresholds[claim] = thresholds[claim] | values
-        for claim, values in thresholds.items():
-            if values["pass"] > values["warn"]:
-                raise ConfigError(f"policy [{claim}]: `pass` must be <= `warn`; got {values}.")
-        return cls(thresholds, source=Path(path).name, text=user_text)
+        built_in = set(claims)
+        for name, values in _tables(user, str(path)).items():
+            claims[name] = _claim(name, values, claims.get(name), f"policy file {path}")
+            if name not in built_in or {"check", "measure"} & set(values):
+                _check_exists(claims[name], f"policy file {path}")
+        return cls(claims, source=Path(path).name, text=user_text)
 
 
-def _numbers(data: dict[str, Any], where: str) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for claim, values in data.items():
-        if not isinstance(values, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-            for v in values.values()
-        ):
-            raise ConfigError(f"{where}: [{claim}] must hold numbers >= 0 like `pass = 0.05`.")
-        out[claim] = {k: float(v) for k, v in values.items()}
-    return out
+def _tables(data: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    for name, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table of a claim, like `pass = 0.05`.")
+    return data
 
 
-def _grade(excess: float, limits: dict[str, float], at_best: float | None = None) -> str:
-    """PASS, WARN or FAIL for a gap ``excess`` (how much worse than the yardstick).
+def _claim(name: str, values: dict[str, Any], base: Claim | None, where: str) -> Claim:
+    """A claim from its TOML table, on top of the claim it overrides (if any)."""
+    numbers = {k: v for k, v in values.items() if k not in _TEXT_KEYS}
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in numbers.values()
+    ):
+        raise ConfigError(f"{where}: [{name}] must hold numbers >= 0 like `pass = 0.05`.")
+    if base is None:
+        missing = [k for k in ("statement", "check", "measure") if k not in values]
+        if missing:
+            raise ConfigError(
+                f"{where}: unknown claim [{name}]; to declare a new claim give it "
+                f"{', '.join(f'`{k}`' for k in missing)} (and `pass`, `warn`)."
+            )
+        thresholds: dict[str, float] = {}
+    else:
+        unknown = sorted(set(numbers) - set(base.thresholds))
+        if unknown:
+            raise ConfigError(
+                f"{where}: [{name}] has unknown keys {unknown}; known: {sorted(base.thresholds)}."
+            )
+        thresholds = dict(base.thresholds)
+    thresholds |= {k: float(v) for k, v in numbers.items()}
+    for key in ("pass", "warn"):
+        if key not in thresholds:
+            raise ConfigError(f"{where}: [{name}] needs `{key}`, a number >= 0.")
+    if thresholds["pass"] > thresholds["warn"]:
+        raise ConfigError(f"policy [{name}]: `pass` must be <= `warn`; got {thresholds}.")
+    requests = tuple(values.get("requests", base.requests if base else _REQUEST_KINDS))
+    bad = sorted(set(requests) - set(_REQUEST_KINDS))
+    if bad:
+        raise ConfigError(f"{where}: [{name}] `requests` must name {_REQUEST_KINDS}; got {bad}.")
+    return Claim(
+        name=name,
+        statement=str(values.get("statement", base.statement if base else "")),
+        check=str(values.get("check", base.check if base else "")),
+        measure=str(values.get("measure", base.measure if base else "")),
+        thresholds=thresholds,
+        requests=requests,
+        elsewhere=str(values.get("elsewhere", base.elsewhere if base else "")),
+        support=tuple(values.get("support", base.support if base else ())),
+    )
 
-    ``at_best`` is the same gap taken between the most favourable ends of the two 95%
-    intervals. A gap within ``pass`` passes; a gap that exceeds ``pass`` even at the best ends,
-    or exceeds ``warn`` with the intervals apart, fails; anything else (the intervals cannot
-    tell) warns. Without intervals the point gap is graded against ``pass`` and ``warn``.
+
+def _check_exists(claim: Claim, where: str) -> None:
+    from unlearn_audit.checks import CHECKS
+
+    if claim.check not in CHECKS:
+        raise ConfigError(
+            f"{where}: [{claim.name}] names check {claim.check!r}, which is not installed; "
+            f"known: {', '.join(CHECKS.names())}."
+        )
+    measures = CHECKS.get(claim.check).evidence.MEASURES
+    if claim.measure not in measures:
+        raise ConfigError(
+            f"{where}: [{claim.name}] names measure {claim.measure!r}; the {claim.check} check "
+            f"has: {', '.join(measures) or 'none'}."
+        )
+
+
+# --- grading -----------------------------------------------------------------------------------
+
+
+def excess(gap: Gap) -> float:
+    """How much worse than its yardstick the point estimate is (negative: better)."""
+    difference = (gap.measured.value or 0.0) - (gap.yardstick.value or 0.0)
+    if gap.worse == "above":
+        return difference
+    if gap.worse == "below":
+        return -difference
+    return abs(difference)
+
+
+def excess_at_best(gap: Gap) -> float | None:
+    """The gap between the most favourable ends of the two 95% intervals (``None`` without
+    intervals): how much worse the model is even if the intervals are read in its favour."""
+    mine, theirs = gap.measured, gap.yardstick
+    if not (mine.bounded and theirs.bounded):
+        return None
+    assert mine.low is not None and mine.high is not None
+    assert theirs.low is not None and theirs.high is not None
+    above = mine.low - theirs.high
+    below = theirs.low - mine.high
+    if gap.worse == "above":
+        return above
+    if gap.worse == "below":
+        return below
+    return above if (mine.value or 0.0) > (theirs.value or 0.0) else below
+
+
+def excess_at_worst(gap: Gap) -> float:
+    """The gap between the least favourable end of the model's 95% interval and the
+    yardstick's point value (the point gap when there is no interval)."""
+    mine, theirs = gap.measured, gap.yardstick.value or 0.0
+    if not mine.bounded:
+        return excess(gap)
+    assert mine.low is not None and mine.high is not None
+    if gap.worse == "above":
+        return mine.high - theirs
+    if gap.worse == "below":
+        return theirs - mine.low
+    return max(mine.high - theirs, theirs - mine.low)
+
+
+@dataclass(frozen=True)
+class Graded:
+    """A gap with its status, and the excess the status was decided on."""
+
+    gap: Gap
+    status: str
+    excess: float
+    limits: dict[str, float] = field(default_factory=dict)
+
+
+def grade(gap: Gap, limits: Mapping[str, float], *, strict: bool = False) -> Graded:
+    """PASS, WARN or FAIL for ``gap`` under ``limits`` (``pass``, ``warn``).
+
+    The default reads the intervals in the model's favour before it fails anything: a gap
+    within ``pass`` passes; one that exceeds ``pass`` even at the favourable ends, or exceeds
+    ``warn`` with the intervals apart, fails; anything else (the intervals cannot tell) warns.
+    ``strict`` judges the least favourable end of the model's interval instead, and knows only
+    PASS and FAIL: what a CI assertion needs. A gap the sample cannot resolve fails in strict
+    mode and warns otherwise.
     """
+    bounds = dict(limits)
+    if gap.unresolved:
+        return Graded(gap, "FAIL" if strict else "WARN", excess(gap), bounds)
+    if strict:
+        worst = excess_at_worst(gap)
+        return Graded(gap, "PASS" if worst <= bounds["pass"] + _EPSILON else "FAIL", worst, bounds)
+    point = excess(gap)
+    at_best = excess_at_best(gap)
     if at_best is None:
-        at_best = excess
-    if excess <= limits["pass"]:
-        return "PASS"
-    if at_best > limits["pass"] or (excess > limits["warn"] and at_best > 0):
-        return "FAIL"
-    return "WARN"
+        at_best = point
+    if point <= bounds["pass"] + _EPSILON:
+        status = "PASS"
+    elif at_best > bounds["pass"] or (point > bounds["warn"] and at_best > 0):
+        status = "FAIL"
+    else:
+        status = "WARN"
+    return Graded(gap, status, point, bounds)
 
 
-def _bounds(entry: Any) -> tuple[float, float] | None:
-    if not isinstance(entry, dict) or entry.get("low") is None or entry.get("high") is None:
-        return None
-    return float(entry["low"]), float(entry["high"])
+_RANK = {"PASS": 0, "WARN": 1, "FAIL": 2}
 
 
-def _reference_bounds(table: dict[str, Any], key: str | None = None) -> tuple[float, float] | None:
-    """The widest interval over the reference seeds' entries of ``table``."""
-    found = [_bounds(v[key] if key else v) for k, v in table.items() if k.startswith("reference")]
-    pairs = [pair for pair in found if pair is not None]
-    if not pairs:
-        return None
-    return min(low for low, _ in pairs), max(high for _, high in pairs)
+def worst(graded: list[Graded]) -> Graded:
+    """The gap that decides a claim: the worst status, then the largest excess."""
+    return max(graded, key=lambda g: (_RANK[g.status], g.excess))
 
 
-def _excess_at_best(
-    worse: tuple[float, float] | None, better: tuple[float, float] | None
-) -> float | None:
-    """Gap between the low end of the worse side and the high end of the better side."""
-    if worse is None or better is None:
-        return None
-    return worse[0] - better[1]
+def describe(graded: Graded) -> str:
+    """The evidence of one graded gap in words."""
+    gap = graded.gap
+    mine, theirs = gap.measured.value or 0.0, gap.yardstick.value or 0.0
+    name = gap.yardstick_name
+    text = f"{gap.quantity} {mine:.3f} (unlearned) vs {theirs:.3f} ({name}): "
+    difference = mine - theirs
+    if gap.worse == "either":
+        if abs(difference) <= graded.limits.get("pass", 0.0) + _EPSILON:
+            text += f"{abs(difference):.3f} away, within the tolerance of the {name}"
+        elif difference > 0:
+            text += f"{difference:.3f} above the {name} (under-forgetting)"
+        else:
+            text += f"{-difference:.3f} below the {name} (over-forgetting)"
+    elif gap.worse == "above":
+        text += f"{abs(difference):.3f} {'above' if difference > 0 else 'at or below'} the {name}"
+    else:
+        text += f"a drop of {round(-difference, 3) + 0.0:+.3f} against the {name}"
+    if gap.unresolved:
+        text += f"; {gap.unresolved}"
+    return text
 
 
-def _na(claim: str, why: str, cause: str = "not_run", remedy: str = "") -> Verdict:
+# --- the judge ---------------------------------------------------------------------------------
+
+
+def _na(claim: Claim, why: str, cause: str = "not_run", remedy: str = "") -> Verdict:
     """A claim without a verdict: N/A when nobody asked for the evidence or there is nothing to
     judge, INCONCLUSIVE when it applies but these models could not be judged."""
     status = "INCONCLUSIVE" if cause == "unjudgeable" else "N/A"
     return Verdict(
-        claim=claim,
+        claim=claim.name,
         status=status,
-        statement=CLAIMS[claim],
+        statement=claim.statement,
         evidence=why,
         cause=cause,
         remedy=remedy,
+        threshold=dict(claim.thresholds),
     )
 
 
-def _unjudged(
-    claim: str, results: dict[str, CheckResult], name: str, missing: dict[str, Any]
-) -> Verdict:
-    """The N/A or INCONCLUSIVE verdict of ``claim`` when its check ``name`` gave nothing, or
-    when it ran without the reference it needs."""
-    check = results.get(name)
-    if check is None:
-        return _na(claim, f"the {name} check was not run", "not_run")
-    if check.status != "ok":
-        return _na(
-            claim,
-            f"the {name} check did not run ({check.reason})",
-            check.cause or "unjudgeable",
-            check.remedy,
-        )
+def _no_reference(claim: Claim, missing: Mapping[str, Any]) -> Verdict:
     gap = missing.get("references")
     if gap is None:
-        return _na(claim, f"the {name} check gave no reference value", "unjudgeable")
+        return _na(claim, f"the {claim.check} check gave no reference value", "unjudgeable")
     return _na(claim, gap.reason, gap.cause, gap.remedy)
 
 
-def _value(entry: Any) -> float | None:
-    return None if not isinstance(entry, dict) else entry.get("value")
-
-
-def _pair(entry: Any) -> list[float | None] | None:
-    return [entry.get("low"), entry.get("high")] if isinstance(entry, dict) else None
-
-
-def _ok(results: dict[str, CheckResult], name: str) -> CheckResult | None:
-    check = results.get(name)
-    return check if check is not None and check.status == "ok" else None
-
-
-def _forgotten(
-    results: dict[str, CheckResult],
-    splits: Splits,
-    limits: dict[str, float],
-    missing: dict[str, Any],
-) -> Verdict:
-    claim = "forgotten"
-    accuracy = _ok(results, "accuracy")
-    if accuracy is None or "reference" not in accuracy.metrics.get("accuracy", {}).get(
-        "forget", {}
-    ):
-        return _unjudged(claim, results, "accuracy", missing)
-    split = "test_forget_class" if splits.request.kind == "class" else "forget"
-    table = accuracy.metrics["accuracy"][split]
-    measured, reference = _value(table["unlearned"]), accuracy.metrics["reference_mean"][split]
-    if measured is None or reference is None:
+def gaps_of(claim: Claim, results: Mapping[str, CheckResult], request: str) -> list[Gap] | Verdict:
+    """The gaps ``claim`` is judged on, or the N/A (or INCONCLUSIVE) verdict that replaces
+    them; :class:`NoReference` propagates, so that the caller can say why references lack."""
+    if request not in claim.requests:
+        why = claim.elsewhere or f"applies to {' and '.join(claim.requests)} requests only"
+        return _na(claim, why, "not_applicable")
+    check = results.get(claim.check)
+    if check is None:
+        return _na(claim, f"the {claim.check} check was not run", "not_run")
+    if check.status != "ok" or check.evidence is None:
         return _na(
             claim,
-            f"no {split} samples to measure",
-            "unjudgeable",
-            "hold out test samples of the forgotten classes (--test-size)",
+            f"the {claim.check} check did not run ({check.reason})",
+            check.cause or "unjudgeable",
+            check.remedy,
         )
-    difference = measured - reference
-    mine, theirs = _bounds(table["unlearned"]), _reference_bounds(table)
-    if splits.request.kind == "class":
-        status = _grade(max(difference, 0.0), limits, _excess_at_best(mine, theirs))
-        direction = "above" if difference > 0 else "at or below"
-    else:
-        worse, better = (mine, theirs) if difference > 0 else (theirs, mine)
-        status = _grade(abs(difference), limits, _excess_at_best(worse, better))
-        direction = "above (under-forgetting)" if difference > 0 else "below (over-forgetting)"
-        if abs(difference) <= limits["pass"]:
-            direction = "within the tolerance of"
-    evidence = (
-        f"{split} accuracy {measured:.3f} (unlearned) vs {reference:.3f} (reference): "
-        f"{abs(difference):.3f} {direction} the reference"
-    )
-    return Verdict(
-        claim,
-        status,
-        CLAIMS[claim],
-        evidence,
-        measured,
-        _pair(table["unlearned"]),
-        reference,
-        limits,
-    )
+    try:
+        return check.evidence.gaps(claim.measure, request)
+    except Unmeasurable as exc:
+        return _na(claim, exc.reason, exc.cause, exc.remedy)
 
 
-def _utility(results: dict[str, CheckResult], splits: Splits, limits: dict[str, float]) -> Verdict:
-    claim = "utility_kept"
-    accuracy = _ok(results, "accuracy")
-    if accuracy is None:
-        return _unjudged(claim, results, "accuracy", {})
-    test_split = "test_retain_class" if splits.request.kind == "class" else "test"
-    drops = {}
-    for split in ("retain", test_split):
-        table = accuracy.metrics["accuracy"][split]
-        drops[split] = (_value(table["original"]) or 0.0) - (_value(table["unlearned"]) or 0.0)
-    worst = max(drops, key=lambda k: drops[k])
-    table = accuracy.metrics["accuracy"][worst]
-    at_best = _excess_at_best(_bounds(table["original"]), _bounds(table["unlearned"]))
-    evidence = "; ".join(f"{s} accuracy drop {d:+.3f} vs the original" for s, d in drops.items())
-    return Verdict(
-        claim,
-        _grade(drops[worst], limits, at_best),
-        CLAIMS[claim],
-        evidence,
-        _value(table["unlearned"]),
-        _pair(table["unlearned"]),
-        _value(table["original"]),
-        limits,
-    )
-
-
-def _membership(
-    results: dict[str, CheckResult], limits: dict[str, float], missing: dict[str, Any]
+def judge_claim(
+    claim: Claim,
+    results: Mapping[str, CheckResult],
+    request: str,
+    *,
+    missing: Mapping[str, Any] | None = None,
 ) -> Verdict:
-    claim = "no_membership_leak"
-    membership = _ok(results, "membership")
-    if membership is None:
-        return _unjudged(claim, results, "membership", missing)
-    attack = "lira" if "lira" in membership.metrics else "shokri"
-    aucs = membership.metrics[attack]
-    measured, reference = (
-        _value(aucs["unlearned"]["auc"]),
-        membership.metrics["reference_auc"][attack],
-    )
-    if measured is None or reference is None:
-        return _unjudged(claim, {"membership": CheckResult("membership")}, "membership", missing)
-    difference = measured - reference
-    at_best = _excess_at_best(_bounds(aucs["unlearned"]["auc"]), _reference_bounds(aucs, "auc"))
-    status = _grade(difference, limits, at_best)
-    evidence = (
-        f"{attack} AUC on forget vs unseen samples: {measured:.3f} (unlearned) vs "
-        f"{reference:.3f} (reference)"
-    )
-    if -difference > limits.get("overforget", float("inf")):
+    """The verdict on one claim (see :func:`grade`)."""
+    try:
+        found = gaps_of(claim, results, request)
+    except NoReference:
+        return _no_reference(claim, missing or {})
+    if isinstance(found, Verdict):
+        return found
+    graded = [grade(gap, claim.thresholds) for gap in found]
+    decisive = worst(graded)
+    gap = decisive.gap
+    status = decisive.status
+    evidence = "; ".join(describe(g) for g in graded)
+    overforget = claim.thresholds.get("overforget")
+    if overforget is not None and gap.worse == "above" and -excess(gap) > overforget:
         status = "WARN" if status == "PASS" else status
         evidence += "; clearly below the reference: over-forgetting can itself reveal the request"
+    evidence_check = results[claim.check].evidence
+    assert evidence_check is not None
+    notes = [evidence_check.summary()]
+    for name in claim.support:
+        supporting = results.get(name)
+        if supporting is not None and supporting.status == "ok" and supporting.evidence:
+            notes.append(supporting.evidence.summary())
+    evidence = "; ".join([evidence, *(note for note in notes if note)])
+    measured = gap.measured
+    interval = [measured.low, measured.high] if measured.bounded else None
+    if any(g.gap.unresolved for g in graded):
+        unresolved = next(g.gap.unresolved for g in graded if g.gap.unresolved)
+        return _na(claim, unresolved, "unjudgeable", "use more unseen samples (--test-size)")
     return Verdict(
-        claim,
+        claim.name,
         status,
-        CLAIMS[claim],
+        claim.statement,
         evidence,
-        measured,
-        _pair(aucs["unlearned"]["auc"]),
-        reference,
-        limits,
-    )
-
-
-def _backdoor(
-    results: dict[str, CheckResult], limits: dict[str, float], missing: dict[str, Any]
-) -> Verdict:
-    claim = "backdoor_removed"
-    backdoor = _ok(results, "backdoor")
-    if backdoor is None or "reference" not in backdoor.metrics.get("attack_success", {}):
-        return _unjudged(claim, results, "backdoor", missing)
-    rates = backdoor.metrics["attack_success"]
-    measured, reference = _value(rates["unlearned"]), backdoor.metrics["reference_mean"]
-    evidence = (
-        f"trigger attack success {measured:.3f} (unlearned) vs {reference:.3f} "
-        f"(reference), {_value(rates['original']):.3f} before unlearning"
-    )
-    at_best = _excess_at_best(_bounds(rates["unlearned"]), _reference_bounds(rates))
-    return Verdict(
-        claim,
-        _grade(measured - reference, limits, at_best),
-        CLAIMS[claim],
-        evidence,
-        measured,
-        _pair(rates["unlearned"]),
-        reference,
-        limits,
-    )
-
-
-def _knowledge(
-    results: dict[str, CheckResult],
-    splits: Splits,
-    limits: dict[str, float],
-    missing: dict[str, Any],
-) -> Verdict:
-    claim = "knowledge_removed"
-    if splits.request.kind != "class":
-        return _na(
-            claim,
-            "class-level evidence; for sample requests see no_membership_leak",
-            "not_applicable",
-        )
-    rep = _ok(results, "representation")
-    if rep is None or "reference" not in rep.metrics.get("probe", {}):
-        return _unjudged(claim, results, "representation", missing)
-    probe = rep.metrics["probe"]
-    cka = rep.metrics["cka"]
-    gaps = {
-        "few-shot probe recall of the forgotten class": probe["unlearned"] - probe["reference"],
-        "CKA to the original on the forgotten class": cka["unlearned"]["forget"]
-        - cka["reference"]["forget"],
-    }
-    worst = max(gaps, key=lambda k: gaps[k])
-    evidence = "; ".join(f"{name}: {gap:+.3f} vs the reference" for name, gap in gaps.items())
-    relearn = _ok(results, "relearn")
-    if relearn is not None and relearn.metrics.get("ratio") is not None:
-        evidence += (
-            f"; relearn takes {relearn.metrics['ratio']:.2f}x the reference's steps "
-            "(supporting evidence only)"
-        )
-    measured = probe["unlearned"] if worst.startswith("few") else cka["unlearned"]["forget"]
-    reference = probe["reference"] if worst.startswith("few") else cka["reference"]["forget"]
-    return Verdict(
-        claim,
-        _grade(gaps[worst], limits),
-        CLAIMS[claim],
-        evidence,
-        measured,
-        None,
-        reference,
-        limits,
+        measured.value,
+        interval,
+        gap.yardstick.value,
+        dict(claim.thresholds),
     )
 
 
 def judge(
-    results: dict[str, CheckResult],
-    splits: Splits,
+    results: Mapping[str, CheckResult],
+    request: str,
     policy: Policy,
     *,
-    missing: dict[str, Any] | None = None,
+    missing: Mapping[str, Any] | None = None,
 ) -> list[Verdict]:
-    """One :class:`Verdict` per claim, in the order of :data:`CLAIMS`.
+    """One :class:`Verdict` per claim of ``policy``, in its order.
 
     Args:
         results: The checks' results.
-        splits: The request's splits.
-        policy: The thresholds.
+        request: The request's kind (``"class"``, ``"random"``, ``"ids"``).
+        policy: The claims and thresholds.
         missing: Why references (``"references"``) are absent, as objects with ``cause``,
             ``reason`` and ``remedy``; a claim that lacks its reference for a cause other
             than the user's choice is INCONCLUSIVE.
     """
-    limits = policy.thresholds
-    gaps = missing or {}
     return [
-        _forgotten(results, splits, limits["forgotten"], gaps),
-        _utility(results, splits, limits["utility_kept"]),
-        _membership(results, limits["no_membership_leak"], gaps),
-        _backdoor(results, limits["backdoor_removed"], gaps),
-        _knowledge(results, splits, limits["knowledge_removed"], gaps),
+        judge_claim(claim, results, request, missing=missing) for claim in policy.claims.values()
     ]
+
+
+def default_claims() -> dict[str, str]:
+    """The default policy's claims: name -> statement."""
+    return {name: claim.statement for name, claim in Policy.load().claims.items()}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from unlearn_audit._codec import CodecError
 from unlearn_audit._io import write_atomic
-from unlearn_audit._result_schema import validate_result_dict
+from unlearn_audit._result_schema import RESULT_FIX, validate_result_dict
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.evidence import CheckResult, Verdict, known_fields
 
@@ -22,7 +23,7 @@ __all__ = [
     "Verdict",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: typed evidence per check (was metrics, per_sample, figures)
 
 
 def _finite(value: Any) -> Any:
@@ -110,7 +111,7 @@ class AuditResult:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, checks={}))
         data["checks"] = {name: check.to_dict() for name, check in self.checks.items()}
         return data
 
@@ -129,8 +130,16 @@ class AuditResult:
                 f"audit result has schema version {version!r}; this unlearn-audit reads version "
                 f"{SCHEMA_VERSION}. Re-run the audit with this version."
             )
+        from unlearn_audit.checks import evidence_type
+
         values = known_fields(cls, data)
-        values["checks"] = {n: CheckResult.from_dict(c) for n, c in data["checks"].items()}
+        try:
+            values["checks"] = {
+                name: CheckResult.from_dict(entry, evidence_type(name), f"checks.{name}")
+                for name, entry in data["checks"].items()
+            }
+        except CodecError as exc:
+            raise ConfigError(f"{exc} {RESULT_FIX}") from None
         values["verdicts"] = [Verdict(**known_fields(Verdict, v)) for v in data["verdicts"]]
         return cls(**values)
 

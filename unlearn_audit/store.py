@@ -100,7 +100,7 @@ class Store:
             return save_checkpoint(model, self.path(key))
         except OSError as exc:
             raise StoreError(
-                f"cannot write to the store at {self.root} ({exc}); use --cache-dir or set "
+                f"cannot write to the store at {self.root} ({exc}); use another `cache_dir` or set "
                 f"{ENV_VAR} to a writable folder."
             ) from None
 
@@ -140,11 +140,11 @@ class Store:
             raise StoreError(
                 f"another unlearn-audit has been training store entry {key} for over "
                 f"{self.lock_timeout:.0f} s (lock {path}); wait for it to finish, or use another "
-                "--cache-dir."
+                "`cache_dir`."
             ) from None
         except OSError as exc:
             raise StoreError(
-                f"cannot lock the store at {self.root} ({exc}); use --cache-dir or set "
+                f"cannot lock the store at {self.root} ({exc}); use another `cache_dir` or set "
                 f"{ENV_VAR} to a writable folder."
             ) from None
         try:
@@ -180,7 +180,7 @@ class Store:
             write_atomic(path, lambda tmp: tmp.write_text(text))
         except OSError as exc:
             raise StoreError(
-                f"cannot write to the store at {self.root} ({exc}); use --cache-dir or set "
+                f"cannot write to the store at {self.root} ({exc}); use another `cache_dir` or set "
                 f"{ENV_VAR} to a writable folder."
             ) from None
         return payload

@@ -9,15 +9,19 @@
         assert_utility_kept(result)
 
 Every helper judges the conservative end of the 95% interval, not the point estimate: a model
-passes only if the worst case the evidence allows is within the tolerance. On a small sample
-that worst case can exceed a tight tolerance even for a perfectly retrained model; the failure
-message then says so. A helper whose evidence is missing (check not run, N/A, no reference)
-fails and says why; it never passes silently. Failures are ``AssertionError`` whose message is a
-fixed-width table (claim | measured | interval | reference | threshold | verdict) and one line
-of evidence per failed row; the helpers' own frames are hidden from tracebacks. A failing helper
-also writes the audit's ``result.json`` and ``report.html`` into a new folder under pytest's
-temporary path (a system temporary folder outside pytest), and its message's last line says
-where. Every threshold defaults to the ``pass`` threshold of the policy the audit recorded.
+passes only if the worst case the evidence allows is within the tolerance. The helpers ask the
+audited check's evidence for the same gaps the policy judges, and grade them with the policy's
+own :func:`~unlearn_audit.policy.grade` in its strict mode: one judge, two strictnesses.
+
+On a small sample that worst case can exceed a tight tolerance even for a perfectly retrained
+model; the failure message then says so. A helper whose evidence is missing (check not run,
+N/A, no reference) fails and says why; it never passes silently. Failures are
+``AssertionError`` whose message is a fixed-width table (claim | measured | interval |
+reference | threshold | verdict) and one line of evidence per failed row; the helpers' own
+frames are hidden from tracebacks. A failing helper also writes the audit's ``result.json`` and
+``report.html`` into a new folder under pytest's temporary path (a system temporary folder
+outside pytest), and its message's last line says where. Every threshold defaults to the
+``pass`` threshold of the policy the audit recorded.
 
 The module is also a pytest plugin (``pytest11`` entry point ``unlearn_audit.testing``, or
 ``-p unlearn_audit.testing``) with the fixtures ``unlearn_audit_digits``,
@@ -30,6 +34,7 @@ PYTEST_DONT_REWRITE: the helpers raise ``AssertionError`` themselves and hold no
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -47,9 +52,9 @@ from unlearn_audit._validation import fail
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from unlearn_audit.checks.base import CheckResult
     from unlearn_audit.data.datasets import Dataset
     from unlearn_audit.data.splits import Splits
+    from unlearn_audit.evidence import CheckResult, Gap
     from unlearn_audit.models.checkpoints import LoadedModel
     from unlearn_audit.results import AuditResult, Verdict
     from unlearn_audit.store import Store
@@ -68,7 +73,7 @@ __all__ = [
 ]
 
 HEADER = ("claim", "measured", "interval", "reference", "threshold", "verdict")
-TPR_KEYS = {0.01: "tpr_at_1pct", 0.001: "tpr_at_0.1pct"}
+FPRS = (0.01, 0.001)
 P = ParamSpec("P")
 
 # The configs of the running pytest sessions, innermost last (pytester runs sessions inside a
@@ -235,7 +240,7 @@ def _check(result: AuditResult, name: str, helper: str) -> CheckResult:
         raise _missing(
             helper, f"the {name} check was not run (this audit ran: {ran}); add {name!r} to checks."
         )
-    if check.status != "ok":
+    if check.status != "ok" or check.evidence is None:
         raise _missing(helper, f"the {name} check is N/A: {check.reason or 'no reason given'}.")
     return check
 
@@ -249,30 +254,33 @@ def _no_reference(result: AuditResult, helper: str, name: str) -> AssertionError
     )
 
 
-def _is_class_request(result: AuditResult) -> bool:
+def _request(result: AuditResult) -> str:
+    """The request's kind; anything but a class request is judged as a sample request."""
     kind = result.request.get("request", {}).get("kind")
-    return kind == "class" if kind is not None else bool(result.request.get("forget_classes"))
+    if kind is None:
+        return "class" if result.request.get("forget_classes") else "ids"
+    return kind if kind in ("class", "random", "ids") else "ids"
 
 
-@dataclass(frozen=True)
-class _Estimate:
-    value: float
-    low: float
-    high: float
-    total: int | None
-
-
-def _estimate(entry: Any, helper: str, what: str) -> _Estimate:
+def _gaps(result: AuditResult, claim: str, helper: str, measure: str | None = None) -> list[Gap]:
+    """The gaps the policy judges ``claim`` on (or its check's ``measure``), as the audit's
+    evidence gives them; missing evidence is an ``AssertionError`` that says what is missing."""
     __tracebackhide__ = True
-    if not isinstance(entry, Mapping) or any(
-        entry.get(k) is None for k in ("value", "low", "high")
-    ):
-        raise _missing(helper, f"no {what} was measured (no samples?).")
-    return _Estimate(entry["value"], entry["low"], entry["high"], entry.get("total"))
+    from unlearn_audit.evidence import NoReference, Unmeasurable
+    from unlearn_audit.policy import Policy
 
-
-def _sample(estimate: _Estimate) -> str:
-    return "" if estimate.total is None else f", n={estimate.total}"
+    spec = Policy.load().claims[claim]
+    evidence = _check(result, spec.check, helper).evidence
+    assert evidence is not None
+    request = _request(result)
+    if request not in spec.requests:
+        raise _missing(helper, f"{claim} is {spec.elsewhere or 'not judged on this request'}.")
+    try:
+        return evidence.gaps(measure or spec.measure, request)
+    except NoReference:
+        raise _no_reference(result, helper, spec.check) from None
+    except Unmeasurable as exc:
+        raise _missing(helper, f"{exc.reason}.") from None
 
 
 def _limit(value: Any, param: str, *, upper: float = math.inf) -> float:
@@ -292,9 +300,75 @@ def _policy_pass(result: AuditResult, claim: str) -> float:
     return Policy.load().thresholds[claim]["pass"]
 
 
-def _verdict(value: float, limit: float) -> str:
-    """PASS when ``value`` is at most ``limit``; rounding error at the boundary passes."""
-    return "PASS" if value <= limit + 1e-9 else "FAIL"
+def _row(label: str, gap: Gap, limit: float, word: str = "allowed") -> _Row:
+    """``gap`` graded by the policy's strict grading (the worst end of the interval), as a row
+    of the failure table with its evidence in words."""
+    from unlearn_audit.policy import grade
+
+    graded = grade(gap, {"pass": limit, "warn": limit}, strict=True)
+    mine, name = gap.measured, gap.yardstick_name
+    value, theirs = mine.value or 0.0, gap.yardstick.value or 0.0
+    short = "orig" if name == "original" else "ref"
+    size = "" if mine.total is None else f", n={mine.total}"
+    if gap.unresolved:
+        threshold = f"high - {short} <= {limit:.3f}"
+        evidence = f"{gap.unresolved}; use more samples or a higher fpr."
+    elif not mine.bounded:
+        threshold = f"value - {short} <= {limit:.3f}"
+        evidence = (
+            f"{gap.quantity}: {value:.3f} (unlearned) vs {theirs:.3f} ({name}): "
+            f"{graded.excess:+.3f}, {word} {limit:.3f} (no interval recorded: point estimate "
+            "judged)"
+        )
+    elif gap.worse == "above" and name == "limit":
+        threshold = f"high <= {limit:.3f}"
+        evidence = (
+            f"{gap.quantity} may be as high as {mine.high:.3f} (95% upper bound; point "
+            f"{value:.3f}{size}), {word} {limit:.3f}"
+        )
+    elif gap.worse == "above":
+        threshold = f"high - {short} <= {limit:.3f}"
+        evidence = (
+            f"{gap.quantity} of the unlearned model may be as high as {mine.high:.3f} (95% upper "
+            f"bound; point {value:.3f}{size}) vs {theirs:.3f} for the {name}: "
+            f"{graded.excess:+.3f}, {word} {limit:.3f}"
+        )
+    elif gap.worse == "below":
+        threshold = f"{short} - low <= {limit:.3f}"
+        evidence = (
+            f"{gap.quantity} of the unlearned model may be as low as {mine.low:.3f} (95% lower "
+            f"bound; point {value:.3f}{size}) vs {theirs:.3f} for the {name}: a drop of up to "
+            f"{graded.excess:+.3f}, {word} {limit:.3f}"
+        )
+    else:
+        threshold = f"|bound - {short}| <= {limit:.3f}"
+        evidence = (
+            f"{gap.quantity} of the unlearned model lies in [{mine.low:.3f}, {mine.high:.3f}] "
+            f"(95%; point {value:.3f}{size}) vs {theirs:.3f} for the {name}: up to "
+            f"{graded.excess:.3f} away, {word} {limit:.3f}"
+        )
+    interval = (mine.low, mine.high) if mine.bounded else None
+    return _Row(
+        label, mine.value, interval, gap.yardstick.value, threshold, graded.status, evidence
+    )
+
+
+def _half_width(gaps: list[Gap]) -> float:
+    """How far the widest interval reaches beyond its point estimate on the judged side."""
+    widths = [0.0]
+    for gap in gaps:
+        mine = gap.measured
+        if mine.bounded:
+            assert mine.value is not None and mine.low is not None and mine.high is not None
+            up, down = mine.high - mine.value, mine.value - mine.low
+            widths.append({"above": up, "below": down}.get(gap.worse, max(up, down)))
+    return max(widths)
+
+
+def _labelled(claim: str, gaps: list[Gap]) -> list[tuple[str, Gap]]:
+    if len(gaps) == 1:
+        return [(claim, gaps[0])]
+    return [(f"{claim} ({gap.short})", gap) for gap in gaps]
 
 
 # --- the helpers -------------------------------------------------------------------------------
@@ -307,7 +381,8 @@ def assert_forgotten(result: ResultLike, *, tolerance: float | None = None) -> N
     Judged on the forget accuracy of the unlearned model (forget-class test accuracy for class
     requests): for class requests the upper end of its 95% interval may exceed the reference's
     accuracy by at most ``tolerance``; for sample requests both ends must lie within
-    ``tolerance`` of it (above is under-forgetting, below over-forgetting).
+    ``tolerance`` of it (above is under-forgetting, below over-forgetting). The policy's
+    grading in its strict mode (:func:`unlearn_audit.policy.grade`).
 
     Args:
         result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
@@ -322,45 +397,14 @@ def assert_forgotten(result: ResultLike, *, tolerance: float | None = None) -> N
     helper = "assert_forgotten"
     audit_result = _load(result)
     limit = None if tolerance is None else _limit(tolerance, "tolerance")
-    metrics = _check(audit_result, "accuracy", helper).metrics
-    class_request = _is_class_request(audit_result)
-    split = "test_forget_class" if class_request else "forget"
-    reference = metrics.get("reference_mean", {}).get(split)
-    if reference is None:
-        raise _no_reference(audit_result, helper, "accuracy")
-    acc = _estimate(metrics.get("accuracy", {}).get(split, {}).get("unlearned"), helper, split)
+    gaps = _gaps(audit_result, "forgotten", helper)
     limit = _policy_pass(audit_result, "forgotten") if limit is None else limit
-    if class_request:
-        gap, half_width = acc.high - reference, acc.high - acc.value
-        threshold = f"high - ref <= {limit:.3f}"
-        evidence = (
-            f"{split} accuracy of the unlearned model may be as high as {acc.high:.3f} (95% "
-            f"upper bound; point {acc.value:.3f}{_sample(acc)}) vs {reference:.3f} for the "
-            f"reference: {gap:+.3f}, tolerance {limit:.3f}"
-        )
-    else:
-        gap = max(acc.high - reference, reference - acc.low)
-        half_width = max(acc.high - acc.value, acc.value - acc.low)
-        threshold = f"|bound - ref| <= {limit:.3f}"
-        evidence = (
-            f"{split} accuracy of the unlearned model lies in [{acc.low:.3f}, {acc.high:.3f}] "
-            f"(95%; point {acc.value:.3f}{_sample(acc)}) vs {reference:.3f} for the reference: "
-            f"up to {gap:.3f} away, tolerance {limit:.3f}"
-        )
-    row = _Row(
-        "forgotten",
-        acc.value,
-        (acc.low, acc.high),
-        reference,
-        threshold,
-        _verdict(gap, limit),
-        evidence,
-    )
+    rows = [_row(label, gap, limit, "tolerance") for label, gap in _labelled("forgotten", gaps)]
     _raise_if_failed(
         helper,
         "the interval's worst case is outside the tolerance.",
-        [row],
-        _small_sample_hint(half_width, limit, "tolerance"),
+        rows,
+        _small_sample_hint(_half_width(gaps), limit, "tolerance"),
     )
 
 
@@ -394,34 +438,13 @@ def assert_utility_kept(result: ResultLike, *, max_drop: float | None = None) ->
     limit = None if max_drop is None else _limit(max_drop, "max_drop", upper=1.0)
     audit_result = _load(result)
     limit = _policy_pass(audit_result, "utility_kept") if limit is None else limit
-    metrics = _check(audit_result, "accuracy", helper).metrics
-    test_split = "test_retain_class" if _is_class_request(audit_result) else "test"
-    rows, widest = [], 0.0
-    for split in ("retain", test_split):
-        table = metrics.get("accuracy", {}).get(split, {})
-        acc = _estimate(table.get("unlearned"), helper, f"{split} accuracy")
-        original = _estimate(table.get("original"), helper, f"{split} accuracy of the original")
-        drop = original.value - acc.low
-        widest = max(widest, acc.value - acc.low)
-        rows.append(
-            _Row(
-                f"utility_kept ({split})",
-                acc.value,
-                (acc.low, acc.high),
-                original.value,
-                f"orig - low <= {limit:.3f}",
-                _verdict(drop, limit),
-                f"{split} accuracy of the unlearned model may be as low as {acc.low:.3f} (95% "
-                f"lower bound; point {acc.value:.3f}{_sample(acc)}) vs {original.value:.3f} for "
-                f"the original: a drop of up to {drop:+.3f}, allowed {limit:.3f}",
-            )
-        )
+    gaps = _gaps(audit_result, "utility_kept", helper)
     _raise_if_failed(
         helper,
         "the accuracy could have dropped more than max_drop (the reference column holds the "
         "original's accuracy).",
-        rows,
-        _small_sample_hint(widest, limit, "max_drop"),
+        [_row(label, gap, limit) for label, gap in _labelled("utility_kept", gaps)],
+        _small_sample_hint(_half_width(gaps), limit, "max_drop"),
     )
 
 
@@ -457,70 +480,24 @@ def assert_no_membership_leak(
     """
     __tracebackhide__ = True
     helper = "assert_no_membership_leak"
-    if fpr not in TPR_KEYS:
+    if fpr not in FPRS:
         raise fail("fpr", "0.01 or 0.001 (the rates the membership check records)", fpr)
     gap_limit = None if max_auc_gap is None else _limit(max_auc_gap, "max_auc_gap", upper=1.0)
     tpr_limit = None if max_tpr is None else _limit(max_tpr, "max_tpr", upper=1.0)
     audit_result = _load(result)
     if gap_limit is None:
         gap_limit = _policy_pass(audit_result, "no_membership_leak")
-    metrics = _check(audit_result, "membership", helper).metrics
-    lira = metrics.get("lira", {})
-    if "unlearned" not in lira:
-        raise _missing(helper, "the membership check holds no LiRA results.")
-    references = [role for role in lira if role.startswith("reference")]
-    reference_auc = metrics.get("reference_auc", {}).get("lira")
-    if not references or reference_auc is None:
-        raise _no_reference(audit_result, helper, "membership")
-    auc = _estimate(lira["unlearned"].get("auc"), helper, "LiRA AUC")
-    key = TPR_KEYS[fpr]
-    tpr = lira["unlearned"].get(key) or {}
-    reference_tpr = sum(lira[r][key]["tpr"] for r in references) / len(references)
-    tpr_limit = reference_tpr + gap_limit if tpr_limit is None else tpr_limit
-    rows = [
-        _Row(
-            "no_membership_leak (AUC)",
-            auc.value,
-            (auc.low, auc.high),
-            reference_auc,
-            f"high - ref <= {gap_limit:.3f}",
-            _verdict(auc.high - reference_auc, gap_limit),
-            f"LiRA AUC on forget vs unseen samples may be as high as {auc.high:.3f} (95% upper "
-            f"bound; point {auc.value:.3f}) vs {reference_auc:.3f} for the reference: "
-            f"{auc.high - reference_auc:+.3f}, allowed {gap_limit:.3f}",
-        )
-    ]
-    label = f"no_membership_leak (TPR@{fpr:.1%} FPR)"
-    if not tpr.get("resolvable", False):
-        unseen = tpr.get("nonmembers")
-        rows.append(
-            _Row(
-                label,
-                tpr.get("tpr"),
-                (tpr.get("tpr_low"), tpr.get("tpr_high")),
-                reference_tpr,
-                f"high <= {tpr_limit:.3f}",
-                "FAIL",
-                f"the sample is too small to resolve TPR at {fpr:.1%} FPR: {unseen} unseen "
-                f"samples, at least {math.ceil(1 / fpr)} needed (one false positive is already "
-                f"more than {fpr:.1%}); use more samples or fpr=0.01.",
-            )
-        )
+    (auc,) = _gaps(audit_result, "no_membership_leak", helper)
+    (tpr,) = _gaps(audit_result, "no_membership_leak", helper, f"tpr@{fpr:g}")
+    label = f"no_membership_leak ({tpr.short})"
+    from unlearn_audit.evidence import Estimate
+
+    if tpr_limit is None:  # relative to the references' rate
+        tpr_row = _row(label, tpr, gap_limit)
     else:
-        rows.append(
-            _Row(
-                label,
-                tpr["tpr"],
-                (tpr["tpr_low"], tpr["tpr_high"]),
-                reference_tpr,
-                f"high <= {tpr_limit:.3f}",
-                _verdict(tpr["tpr_high"], tpr_limit),
-                f"LiRA TPR at {fpr:.1%} FPR (realised {tpr['realised_fpr']:.4f}) may be as high "
-                f"as {tpr['tpr_high']:.3f} (95% upper bound; point {tpr['tpr']:.3f}, "
-                f"{tpr['true_positives']} of {tpr['members']} forget samples) vs "
-                f"{reference_tpr:.3f} for the reference, allowed {tpr_limit:.3f}",
-            )
-        )
+        absolute = dataclasses.replace(tpr, yardstick=Estimate(0.0), yardstick_name="limit")
+        tpr_row = _row(label, absolute, tpr_limit)
+    rows = [_row(f"no_membership_leak ({auc.short})", auc, gap_limit), tpr_row]
     _raise_if_failed(helper, "the attack could do better than on the reference.", rows, [])
 
 
@@ -563,39 +540,13 @@ def assert_backdoor_removed(
     audit_result = _load(result)
     if against_reference and gap_limit is None:
         gap_limit = _policy_pass(audit_result, "backdoor_removed")
-    metrics = _check(audit_result, "backdoor", helper).metrics
-    rate = _estimate(metrics.get("attack_success", {}).get("unlearned"), helper, "attack success")
-    reference = metrics.get("reference_mean")
     rows = []
     if gap_limit is not None:
-        if reference is None:
-            raise _no_reference(audit_result, helper, "backdoor")
-        rows.append(
-            _Row(
-                "backdoor_removed",
-                rate.value,
-                (rate.low, rate.high),
-                reference,
-                f"high - ref <= {gap_limit:.3f}",
-                _verdict(rate.high - reference, gap_limit),
-                f"trigger attack success may be as high as {rate.high:.3f} (95% upper bound; "
-                f"point {rate.value:.3f}{_sample(rate)}) vs {reference:.3f} for the reference: "
-                f"{rate.high - reference:+.3f}, allowed {gap_limit:.3f}",
-            )
-        )
+        (gap,) = _gaps(audit_result, "backdoor_removed", helper)
+        rows.append(_row("backdoor_removed", gap, gap_limit))
     if success_limit is not None:
-        rows.append(
-            _Row(
-                "backdoor_removed (absolute)",
-                rate.value,
-                (rate.low, rate.high),
-                reference,
-                f"high <= {success_limit:.3f}",
-                _verdict(rate.high, success_limit),
-                f"trigger attack success may be as high as {rate.high:.3f} (95% upper bound; "
-                f"point {rate.value:.3f}{_sample(rate)}), allowed {success_limit:.3f}",
-            )
-        )
+        (absolute,) = _gaps(audit_result, "backdoor_removed", helper, "success_absolute")
+        rows.append(_row("backdoor_removed (absolute)", absolute, success_limit))
     _raise_if_failed(helper, "the trigger could still fire.", rows, [])
 
 
@@ -620,45 +571,9 @@ def assert_knowledge_removed(result: ResultLike, *, max_gap: float | None = None
     helper = "assert_knowledge_removed"
     limit = None if max_gap is None else _limit(max_gap, "max_gap")
     audit_result = _load(result)
-    if not _is_class_request(audit_result):
-        raise _missing(
-            helper,
-            "knowledge_removed is class-level evidence and this is not a class request; use "
-            "assert_no_membership_leak for sample requests.",
-        )
-    metrics = _check(audit_result, "representation", helper).metrics
-    probe, cka = metrics.get("probe", {}), metrics.get("cka", {})
-    if "reference" not in probe or "forget" not in cka.get("reference", {}):
-        raise _no_reference(audit_result, helper, "representation")
+    gaps = _gaps(audit_result, "knowledge_removed", helper)
     limit = _policy_pass(audit_result, "knowledge_removed") if limit is None else limit
-    rows = []
-    for short, words, unlearned, reference in (
-        (
-            "probe",
-            "few-shot probe recall of the forgotten class",
-            probe["unlearned"],
-            probe["reference"],
-        ),
-        (
-            "CKA",
-            "CKA of forget-class features to the original's",
-            cka["unlearned"]["forget"],
-            cka["reference"]["forget"],
-        ),
-    ):
-        gap = unlearned - reference
-        rows.append(
-            _Row(
-                f"knowledge_removed ({short})",
-                unlearned,
-                None,
-                reference,
-                f"value - ref <= {limit:.3f}",
-                _verdict(gap, limit),
-                f"{words}: {unlearned:.3f} (unlearned) vs {reference:.3f} (reference): "
-                f"{gap:+.3f}, allowed {limit:.3f} (no interval recorded: point estimate judged)",
-            )
-        )
+    rows = [_row(label, gap, limit) for label, gap in _labelled("knowledge_removed", gaps)]
     _raise_if_failed(helper, "the features still carry the forgotten class.", rows, [])
 
 

@@ -170,8 +170,8 @@ def load_update_log(path: str | Path) -> UpdateLog:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointNotFoundError(
-            f"update log {str(path)!r} does not exist; train the original with "
-            "`unlearn-audit train --log-updates` (it writes the log next to the checkpoint)."
+            f"update log {str(path)!r} does not exist; train the original with `update_log` "
+            "(`unlearn-audit train --log-updates` writes the log next to the checkpoint)."
         )
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -192,7 +192,7 @@ def load_update_log(path: str | Path) -> UpdateLog:
         )
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise CheckpointError(
-            f"{path}: not an update log written by --log-updates ({exc})."
+            f"{path}: not an update log written with `update_log` ({exc})."
         ) from None
 
 

@@ -115,9 +115,9 @@ def test_normalization_parse() -> None:
     assert single.for_channels(3).mean == (0.5, 0.5, 0.5)
     rgb = Normalization.parse("0.4,0.5,0.6,0.2,0.2,0.2")
     assert rgb.std == (0.2, 0.2, 0.2)
-    with pytest.raises(ConfigError, match="--normalize"):
+    with pytest.raises(ConfigError, match="`normalize`"):
         Normalization.parse("0.5")
-    with pytest.raises(ConfigError, match="--normalize"):
+    with pytest.raises(ConfigError, match="`normalize`"):
         Normalization.parse("a,b")
     with pytest.raises(ConfigError, match="> 0"):
         Normalization.parse("0.5,0")
@@ -135,5 +135,5 @@ def test_registry_names_and_did_you_mean() -> None:
 
 
 def test_root_required() -> None:
-    with pytest.raises(ConfigError, match="needs `--data-root`"):
+    with pytest.raises(ConfigError, match="needs `data_root`"):
         load_dataset("cifar10")

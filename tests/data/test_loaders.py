@@ -85,7 +85,7 @@ def test_mnist_uses_digit_classes_and_needs_a_root(tmp_path):
     dataset = load_dataset("mnist", tmp_path)
     assert dataset.classes == tuple(str(d) for d in range(10))
     assert not dataset.flip_invariant and dataset.normalization.mean == (0.1307,)
-    with pytest.raises(ConfigError, match="--data-root"):
+    with pytest.raises(ConfigError, match="`data_root`"):
         load_dataset("mnist")
     with pytest.raises(DatasetNotFoundError, match="official MNIST IDX files"):
         load_dataset("mnist", tmp_path / "empty")

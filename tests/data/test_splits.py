@@ -107,7 +107,7 @@ def test_request_errors(digits: Dataset, request_factory, match: str) -> None:  
 
 def test_forget_ids_not_members(digits: Dataset) -> None:
     heldout = int(digits.heldout_ids[0])
-    with pytest.raises(RequestError, match=f"not members.*{heldout}.*--member-ids"):
+    with pytest.raises(RequestError, match=f"not members.*{heldout}.*`member_ids`"):
         make_splits(digits, ForgetRequest.ids([int(digits.train_ids[0]), heldout]))
 
 

@@ -28,13 +28,14 @@ import pytest
 import torch
 
 from methods import unlearn
-from unlearn_audit.checks.representation import erm_mask
+from unlearn_audit.checks.representation import RepresentationEvidence
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.erm import erm_logits, erm_net
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.functional.representation import csi, l1_density
 from unlearn_audit.models.checkpoints import LoadedModel, wrap_model
+from unlearn_audit.models.erm import erm_mask
 from unlearn_audit.pipeline import audit
 from unlearn_audit.store import Store
 from unlearn_audit.train import accuracy
@@ -134,17 +135,20 @@ def test_representation_check_reports_g_before_and_after(
         checks=["representation"],
         store=Store(tmp_path / "store"),
     )
-    erm = result.checks["representation"].metrics["erm"]
+    evidence = result.checks["representation"].evidence
+    assert isinstance(evidence, RepresentationEvidence) and evidence.erm is not None
+    erm = evidence.erm
     for role, model in (("original", erm_original), ("unlearned", unlearned.model)):
         g = erm_mask(model)
         assert g is not None
         total, mean = csi(g)
-        assert erm[role] == pytest.approx(
-            {"csi": total, "csi_mean": mean, "l1_density": l1_density(g)}
+        summary = erm[role]
+        assert (summary.csi, summary.csi_mean, summary.l1_density) == pytest.approx(
+            (total, mean, l1_density(g))
         )
     # three rows fewer: the mask holds less, and no pair of rows overlaps more than before
-    assert erm["unlearned"]["l1_density"] < erm["original"]["l1_density"]
-    assert erm["unlearned"]["csi"] <= erm["original"]["csi"] + 1e-12
+    assert erm["unlearned"].l1_density < erm["original"].l1_density
+    assert erm["unlearned"].csi <= erm["original"].csi + 1e-12
 
 
 def test_seeded(erm_original: LoadedModel, digits: Dataset, class_splits: Splits) -> None:

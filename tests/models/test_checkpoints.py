@@ -88,7 +88,7 @@ def test_foreign_safetensors_with_arch(
     save_file({k: v.contiguous() for k, v in quick_model.module.net.state_dict().items()}, path)
     loaded = load_checkpoint(path, dataset=digits, arch="small-cnn")
     assert loaded.kind == "state_dict" and loaded.fingerprint == quick_model.fingerprint
-    with pytest.raises(CheckpointError, match="give its architecture with --arch"):
+    with pytest.raises(CheckpointError, match="give its architecture with `arch`"):
         load_checkpoint(path, dataset=digits)
 
 
@@ -118,7 +118,7 @@ def test_state_dict_with_import_path(
         assert torch.allclose(loaded.module(x), expected, atol=1e-6)
     # saved in our format, it records the import path; loading it again must confirm the code
     own = save_checkpoint(loaded, tmp_path / "tiny.safetensors")
-    with pytest.raises(UnsafeCheckpointError, match="pass --arch zoo_ext:tiny"):
+    with pytest.raises(UnsafeCheckpointError, match="pass `arch` zoo_ext:tiny"):
         load_checkpoint(own)
     assert load_checkpoint(own, arch="zoo_ext:tiny").fingerprint == loaded.fingerprint
     assert load_checkpoint(own, trust_checkpoint=True).fingerprint == loaded.fingerprint
@@ -130,7 +130,7 @@ def test_torchscript(quick_model: LoadedModel, digits: Dataset, tmp_path: Path) 
     loaded = load_checkpoint(path, dataset=digits)
     assert loaded.kind == "torchscript" and loaded.info.arch is None
     assert _same_outputs(loaded, quick_model, digits)
-    with pytest.raises(CheckpointError, match="give the dataset"):
+    with pytest.raises(CheckpointError, match="give the `dataset`"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="only models built from an architecture"):
         save_checkpoint(loaded, tmp_path / "again.safetensors")
@@ -141,7 +141,7 @@ def test_pickled_module_refused_then_allowed(
 ) -> None:
     path = tmp_path / "full.pt"
     torch.save(quick_model.module.net, path)
-    with pytest.raises(UnsafeCheckpointError, match="--trust-checkpoint"):
+    with pytest.raises(UnsafeCheckpointError, match="`trust_checkpoint`"):
         load_checkpoint(path, dataset=digits)
     loaded = load_checkpoint(path, dataset=digits, trust_checkpoint=True)
     assert loaded.kind == "pickle"

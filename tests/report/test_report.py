@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_audit.policy import CLAIMS
+from unlearn_audit.checks import evidence_type
+from unlearn_audit.policy import default_claims
 from unlearn_audit.report import render_html, write_report
-from unlearn_audit.report.html import CHECK_TITLES
-from unlearn_audit.report.plots import FIGURES, render_figures
+from unlearn_audit.report.plots import figure_drawers, render_figures
 from unlearn_audit.results import AuditResult
+
+CLAIMS = default_claims()
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -26,7 +28,7 @@ def result() -> AuditResult:
 
 def _stub_figures(result: AuditResult) -> dict[str, str]:
     """Placeholders where the real renderer draws a figure (image bytes are tested apart)."""
-    return {key: f"data:image/png;base64,{key}" for key, draw in FIGURES.items() if draw(result)}
+    return {key: f"data:image/png;base64,{key}" for key in figure_drawers(result)}
 
 
 def test_html_matches_the_golden_file(result: AuditResult) -> None:
@@ -47,7 +49,8 @@ def test_html_is_deterministic_self_contained_and_complete(result: AuditResult) 
     for claim in CLAIMS:
         assert claim in html
     for name in result.checks:
-        assert f'id="check-{name}"' in html and CHECK_TITLES[name] in html
+        title = evidence_type(name).TITLE
+        assert title and f'id="check-{name}"' in html and f"<h3>{title} " in html
     for section in (
         "Verdicts",
         "Request and threat model",
@@ -82,7 +85,7 @@ def test_pdf_has_the_same_sections(result: AuditResult, tmp_path: Path) -> None:
     for claim in CLAIMS:
         assert claim in text
     for name in result.checks:
-        assert CHECK_TITLES[name] in text
+        assert evidence_type(name).TITLE in text
     for section in ("Verdicts", "Compliance appendix", "Glossary"):
         assert section in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.pdf"]

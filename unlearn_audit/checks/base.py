@@ -1,13 +1,23 @@
-"""What a check is: a registered plug-in that declares its needs and returns a CheckResult."""
+"""What a check is: a registered plug-in that declares its needs and its evidence type, and
+returns a CheckResult holding that evidence."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from unlearn_audit.evidence import CAUSES, Cause, CheckResult, Needs, Status, reference_role
-from unlearn_audit.functional.stats import proportion
+from unlearn_audit.evidence import (
+    CAUSES,
+    Cause,
+    CheckResult,
+    Estimate,
+    Evidence,
+    Needs,
+    RawEvidence,
+    Status,
+    reference_role,
+)
 from unlearn_audit.registry import Registry
 
 if TYPE_CHECKING:
@@ -26,11 +36,13 @@ __all__ = [
 
 
 class Check:
-    """Base of every check: subclasses set ``name``, ``needs``, ``description`` and ``run``."""
+    """Base of every check: subclasses set ``name``, ``description``, ``needs``, ``evidence``
+    (its :class:`~unlearn_audit.evidence.Evidence` dataclass) and ``run``."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs: ClassVar[Needs] = Needs()
+    evidence: ClassVar[type[Evidence]] = RawEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -45,17 +57,10 @@ def register_check(cls: type[Check]) -> type[Check]:
     return cls
 
 
-def rate(flags: np.ndarray) -> dict[str, Any]:
-    """Share of ``True`` in ``flags`` with its Wilson interval and counts, in the JSON shape."""
+def rate(flags: np.ndarray) -> Estimate:
+    """Share of ``True`` in ``flags`` with its Wilson interval and counts."""
+    from unlearn_audit.functional.stats import proportion
+
     share = proportion(int(np.sum(flags)), int(np.size(flags)))
-    return interval(share.value, share.low, share.high, count=share.successes, total=share.total)
-
-
-def interval(value: float, low: float, high: float, **extra: Any) -> dict[str, Any]:
-    """The JSON shape of an estimate with its 95% interval."""
-    return {"value": _plain(value), "low": _plain(low), "high": _plain(high), **extra}
-
-
-def _plain(value: float) -> float | None:
-    number = float(value)
-    return None if number != number else number  # NaN -> null in JSON
+    estimate = Estimate.of(share.value, share.low, share.high)
+    return Estimate(estimate.value, estimate.low, estimate.high, share.successes, share.total)

@@ -7,9 +7,11 @@ speed-up.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
+from unlearn_audit.evidence import Evidence, Table, label
 
 if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
@@ -22,11 +24,35 @@ def _seconds(extra: dict[str, Any], *keys: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+@dataclass
+class EfficiencyEvidence(Evidence):
+    """Wall times in seconds (``None``: not recorded) and the speed-up of unlearning over
+    retraining."""
+
+    TITLE: ClassVar[str] = "Cost"
+
+    unlearning_seconds: float | None
+    retraining_seconds: float | None
+    original_training_seconds: float | None
+    speedup: float | None
+
+    def tables(self) -> list[Table]:
+        rows = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            rows.append([label(f.name), "—" if value is None else f"{value:.2f}"])
+        return [Table("Wall time", ["quantity", "value"], rows)]
+
+    def key_numbers(self) -> dict[str, float | None]:
+        return {"unlearning s": self.unlearning_seconds, "speed-up": self.speedup}
+
+
 @register_check
 class EfficiencyCheck(Check):
     name = "efficiency"
     description = "wall time of unlearning and of retraining, and the speed-up"
     needs = Needs()
+    evidence = EfficiencyEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
         unlearning = _seconds(ctx.unlearned.info.extra, "unlearning", "seconds")
@@ -44,11 +70,6 @@ class EfficiencyCheck(Check):
             )
         retrain = sum(retraining) / len(retraining) if retraining else None
         speedup = retrain / unlearning if retrain and unlearning else None
-        metrics = {
-            "unlearning_seconds": unlearning,
-            "retraining_seconds": retrain,
-            "original_training_seconds": original,
-            "speedup": speedup,
-        }
         notes = [] if unlearning is not None else ["the unlearned checkpoint records no time"]
-        return CheckResult(name=self.name, metrics=metrics, notes=notes)
+        evidence = EfficiencyEvidence(unlearning, retrain, original, speedup)
+        return CheckResult(name=self.name, evidence=evidence, notes=notes)

@@ -20,73 +20,315 @@ unlearned model and the references, with AUC (bootstrap interval), TPR at 1% and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
-from unlearn_audit.checks.base import (
-    Check,
-    CheckResult,
-    Needs,
-    interval,
-    rate,
+from unlearn_audit.checks.base import Check, CheckResult, Needs, rate, register_check
+from unlearn_audit.evidence import (
+    Estimate,
+    Evidence,
+    Gap,
+    NoReference,
+    Read,
+    Table,
+    is_reference,
+    ordered_roles,
     reference_role,
-    register_check,
 )
-from unlearn_audit.functional.mia import (
-    auc,
-    fit_shokri_attack,
-    lira_offline_scores,
-    logit_confidence,
-    loss_threshold_scores,
-    roc,
-    shokri_features,
-    tpr_at_fpr,
-)
-from unlearn_audit.functional.stats import bootstrap_interval
+from unlearn_audit.figures import colour, log_roc_axes, new_figure, style
 
 if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
 
 ATTACKS = ("shokri", "lira", "loss")
-FPRS = {"tpr_at_1pct": 0.01, "tpr_at_0.1pct": 0.001}
+FPRS = (0.01, 0.001)
 BOOTSTRAP_RESAMPLES = 400
 ROC_POINTS = 200
 EXPOSED = 10
+ATTACK_NAMES = {"lira": "LiRA", "shokri": "Shokri", "loss": "loss-threshold"}
 
 
-def _roc_points(members: np.ndarray, nonmembers: np.ndarray) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class TprAtFpr:
+    """An attack's true-positive rate at a target false-positive rate (see
+    :class:`unlearn_audit.functional.mia.TprAtFpr`); ``threshold`` is ``None`` when nothing is
+    called a member."""
+
+    target_fpr: float
+    tpr: float | None
+    realised_fpr: float | None
+    threshold: float | None
+    true_positives: int
+    members: int
+    false_positives: int
+    nonmembers: int
+    resolvable: bool
+    tpr_low: float | None
+    tpr_high: float | None
+
+    def estimate(self) -> Estimate:
+        return Estimate(self.tpr, self.tpr_low, self.tpr_high, self.true_positives, self.members)
+
+    def text(self) -> str:
+        if not self.resolvable:
+            return f"unresolved ({self.nonmembers} non-members)"
+        realised = "—" if self.realised_fpr is None else f"{self.realised_fpr:.4f}"
+        return f"{self.estimate().text()} at FPR {realised}"
+
+
+@dataclass(frozen=True)
+class Roc:
+    """Points of a ROC curve (at most 200), for the figures."""
+
+    fpr: list[float]
+    tpr: list[float]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """One attack on one model: forget samples (members) against unseen ones.
+
+    Attributes:
+        auc: AUC with its bootstrap interval.
+        tpr_at: target FPR (``"0.01"``, ``"0.001"``) -> TPR there.
+        roc: The ROC curve.
+        member_rate: Share of forget samples called members (the Shokri attack only).
+    """
+
+    auc: Estimate
+    tpr_at: dict[str, TprAtFpr]
+    roc: Roc
+    member_rate: Estimate | None = None
+
+
+@dataclass(frozen=True)
+class Exposed:
+    """The forget samples the per-example attack finds most member-like on the unlearned model,
+    with each model's score (higher is more member-like)."""
+
+    ids: list[int]
+    labels: list[int]
+    scores: dict[str, list[float]]
+
+
+@dataclass
+class MembershipEvidence(Evidence):
+    """Three attacks on every model.
+
+    Attributes:
+        attacks: attack (``shokri``, ``lira``, ``loss``) -> model role -> its result.
+        nonmembers: The split of unseen samples the forget set is scored against.
+        shadows: Number of shadow models.
+        most_exposed_forget: The most exposed forget samples.
+    """
+
+    TITLE: ClassVar[str] = "Membership inference"
+
+    attacks: dict[str, dict[str, AttackResult]]
+    nonmembers: str
+    shadows: int
+    most_exposed_forget: Exposed | None = None
+
+    MEASURES: ClassVar[tuple[str, ...]] = ("auc", *(f"tpr@{fpr:g}" for fpr in FPRS))
+
+    @property
+    def judged_attack(self) -> str:
+        """The attack claims are judged on: the per-example one when it ran."""
+        return "lira" if "lira" in self.attacks else "shokri"
+
+    def gaps(self, measure: str, request: str) -> list[Gap]:
+        if measure not in self.MEASURES:
+            return super().gaps(measure, request)
+        attack = self.judged_attack
+        table = self.attacks[attack]
+        references = [result for role, result in table.items() if is_reference(role)]
+        if not references:
+            raise NoReference
+        unlearned = table["unlearned"]
+        if measure == "auc":
+            return [
+                Gap(
+                    f"{ATTACK_NAMES[attack]} AUC on forget vs unseen samples",
+                    unlearned.auc,
+                    Estimate.pooled([r.auc for r in references]),
+                    short="AUC",
+                )
+            ]
+        key = measure.removeprefix("tpr@")
+        rate_at = unlearned.tpr_at[key]
+        unresolved = ""
+        if not rate_at.resolvable:
+            unresolved = (
+                f"the sample is too small to resolve TPR at {float(key):.1%} FPR: "
+                f"{rate_at.nonmembers} unseen samples, at least {round(1 / float(key))} needed "
+                f"(one false positive is already more than {float(key):.1%})"
+            )
+        realised = "" if rate_at.realised_fpr is None else f" (realised {rate_at.realised_fpr:.4f})"
+        return [
+            Gap(
+                f"{ATTACK_NAMES[attack]} TPR at {float(key):.1%} FPR{realised}",
+                rate_at.estimate(),
+                Estimate.pooled([r.tpr_at[key].estimate() for r in references]),
+                unresolved=unresolved,
+                short=f"TPR@{float(key):.1%} FPR",
+            )
+        ]
+
+    def limitations(self) -> list[str]:
+        return [
+            f"{attack} TPR at {float(key):.1%} FPR ({role}) is unresolved: {rate_at.nonmembers} "
+            "non-members cannot resolve that false-positive rate"
+            for attack, table in self.attacks.items()
+            for role, result in table.items()
+            for key, rate_at in result.tpr_at.items()
+            if not rate_at.resolvable
+        ]
+
+    def tables(self) -> list[Table]:
+        rows = [
+            [attack, role, result.auc.text(), *(result.tpr_at[f"{f:g}"].text() for f in FPRS)]
+            for attack in ("lira", "shokri", "loss")
+            if attack in self.attacks
+            for role in ordered_roles(self.attacks[attack])
+            for result in [self.attacks[attack][role]]
+        ]
+        tables = [
+            Table(
+                f"Attacks on forget vs {self.nonmembers.replace('_', ' ')} samples "
+                f"({self.shadows} shadow models)",
+                ["attack", "model", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR"],
+                rows,
+            )
+        ]
+        exposed = self.most_exposed_forget
+        if exposed is not None and exposed.ids:
+            roles = [r for r in ("unlearned", "original", "reference") if r in exposed.scores]
+            tables.append(
+                Table(
+                    "Most exposed forget samples (LiRA score, higher is more member-like)",
+                    ["id", "label", *roles],
+                    [
+                        [str(exposed.ids[i]), str(exposed.labels[i])]
+                        + [f"{exposed.scores[r][i]:.2f}" for r in roles]
+                        for i in range(len(exposed.ids))
+                    ],
+                )
+            )
+        return tables
+
+    def figures(self) -> dict[str, Callable[[], Any]]:
+        return {"roc": self._roc_figure}
+
+    def _roc_figure(self) -> Any:
+        """Log-log ROC curves of each attack, with the 1% and 0.1% FPR marks."""
+        figure = new_figure(9, 3)
+        for i, (attack, per_role) in enumerate(self.attacks.items()):
+            axes = figure.add_subplot(1, len(self.attacks), i + 1)
+            for role in ordered_roles(per_role):
+                result = per_role[role]
+                axes.plot(
+                    np.maximum(np.asarray(result.roc.fpr, dtype=float), 1e-4),
+                    np.maximum(np.asarray(result.roc.tpr, dtype=float), 1e-4),
+                    style(role),
+                    color=colour(role),
+                    label=f"{role} (AUC {result.auc.value or 0.0:.2f})",
+                )
+            log_roc_axes(axes, attack)
+            if i == 0:
+                axes.set_ylabel("true-positive rate")
+            axes.legend(fontsize="x-small", loc="lower right")
+        return figure
+
+    def key_numbers(self) -> dict[str, float | None]:
+        lira = self.attacks.get("lira", {}).get("unlearned")
+        return {"LiRA AUC": None if lira is None else lira.auc.value}
+
+    @classmethod
+    def comparison_figure(cls, evidence: Mapping[str, Self]) -> Any:
+        """LiRA ROC curves of every unlearned model, with the original and the reference."""
+        curves: dict[str, Roc] = {}
+        for name, found in evidence.items():
+            lira = found.attacks.get("lira", {})
+            if "unlearned" not in lira:
+                continue
+            curves.setdefault("original", lira["original"].roc)
+            if "reference" in lira:
+                curves.setdefault("reference", lira["reference"].roc)
+            curves[name] = lira["unlearned"].roc
+        if not curves:
+            return None
+        figure = new_figure(5, 4)
+        axes = figure.add_subplot()
+        for name, curve in curves.items():
+            line = "--" if name in ("original", "reference") else "-"
+            axes.plot(np.maximum(curve.fpr, 1e-4), np.maximum(curve.tpr, 1e-4), line, label=name)
+        log_roc_axes(axes, "per-example attack (LiRA) on the forget set")
+        axes.set_ylabel("true-positive rate")
+        axes.legend(fontsize="x-small")
+        return figure
+
+
+def _roc_points(members: np.ndarray, nonmembers: np.ndarray) -> Roc:
+    from unlearn_audit.functional.mia import roc
+
     fpr, tpr, _ = roc(members, nonmembers)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), ROC_POINTS)).astype(int))
-    return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+    return Roc(fpr[keep].tolist(), tpr[keep].tolist())
 
 
-def _attack_summary(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> dict[str, Any]:
+def _attack_result(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> AttackResult:
+    from unlearn_audit.functional.mia import auc, tpr_at_fpr
+    from unlearn_audit.functional.stats import bootstrap_interval
+
     value = auc(members, nonmembers)
     low, high = bootstrap_interval(
         auc, members, nonmembers, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed
     )
-    summary: dict[str, Any] = {"auc": interval(value, low, high)}
-    for key, fpr in FPRS.items():
-        summary[key] = tpr_at_fpr(members, nonmembers, fpr).to_dict()
-    return summary
+    tpr_at = {}
+    for fpr in FPRS:
+        found = tpr_at_fpr(members, nonmembers, fpr)
+        fields = {f.name: getattr(found, f.name) for f in dataclasses.fields(TprAtFpr)}
+        tpr_at[f"{fpr:g}"] = TprAtFpr(**_finite_fields(fields))
+    return AttackResult(Estimate.of(value, low, high), tpr_at, _roc_points(members, nonmembers))
+
+
+def _finite_fields(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()
+    }
 
 
 @register_check
 class MembershipCheck(Check):
     name = "membership"
     description = "shadow-model (Shokri), per-example (offline LiRA) and loss-threshold attacks"
-    needs = Needs(shadows=True, references=True)
+    needs = Needs(
+        shadows=True,
+        references=True,
+        reads=(
+            Read("forget"),
+            Read("unseen_forget"),
+            Read("population", models="shadows"),
+            Read("forget", models="shadows"),
+            Read("unseen_forget", models="shadows"),
+        ),
+    )
+    evidence = MembershipEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
+        from unlearn_audit.functional.mia import loss_threshold_scores, shokri_features
+
         bank = ctx.shadows
         assert bank is not None
         nonmember_split = "test_forget_class" if ctx.is_class_request else "test"
         attack = self._fit_shokri(ctx)
         roles = ctx.roles()
-        metrics: dict[str, Any] = {attack_name: {} for attack_name in ATTACKS}
-        figures: dict[str, Any] = {"roc": {attack_name: {} for attack_name in ATTACKS}}
+        attacks: dict[str, dict[str, AttackResult]] = {attack_name: {} for attack_name in ATTACKS}
         lira_forget: dict[str, np.ndarray] = {}
         for role, model in roles:
             forget, unseen = ctx.outputs(model, "forget"), ctx.outputs(model, nonmember_split)
@@ -103,25 +345,24 @@ class MembershipCheck(Check):
             }
             lira_forget[role] = scores["lira"][0]
             for name, (members, nonmembers) in scores.items():
-                metrics[name][role] = _attack_summary(members, nonmembers, ctx.config.seed)
-                figures["roc"][name][role] = _roc_points(members, nonmembers)
-            metrics["shokri"][role]["member_rate"] = rate(scores["shokri"][0] > 0.5)
-        refs = [role for role, _ in roles if role.startswith("reference")]
-        metrics["reference_auc"] = {
-            name: float(np.mean([metrics[name][r]["auc"]["value"] for r in refs])) if refs else None
-            for name in ATTACKS
-        }
-        metrics["nonmembers"] = nonmember_split
-        metrics["shadows"] = len(bank.models)
-        per_sample = self._exposed(ctx, lira_forget)
-        notes = []
-        if not refs:
-            notes.append("no reference: the attacks have no yardstick")
-        return CheckResult(
-            name=self.name, metrics=metrics, per_sample=per_sample, figures=figures, notes=notes
+                attacks[name][role] = _attack_result(members, nonmembers, ctx.config.seed)
+            attacks["shokri"][role] = dataclasses.replace(
+                attacks["shokri"][role], member_rate=rate(scores["shokri"][0] > 0.5)
+            )
+        evidence = MembershipEvidence(
+            attacks=attacks,
+            nonmembers=nonmember_split,
+            shadows=len(bank.models),
+            most_exposed_forget=self._exposed(ctx, lira_forget),
         )
+        notes = []
+        if not any(is_reference(role) for role, _ in roles):
+            notes.append("no reference: the attacks have no yardstick")
+        return CheckResult(name=self.name, evidence=evidence, notes=notes)
 
     def _fit_shokri(self, ctx: AuditContext) -> Any:
+        from unlearn_audit.functional.mia import fit_shokri_attack, shokri_features
+
         bank = ctx.shadows
         assert bank is not None
         rows: dict[str, list[np.ndarray]] = {"in_x": [], "in_y": [], "out_x": [], "out_y": []}
@@ -146,6 +387,8 @@ class MembershipCheck(Check):
     def _lira(
         self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
     ) -> tuple[np.ndarray, np.ndarray]:
+        from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
+
         bank = ctx.shadows
         assert bank is not None
         # every shadow and every other reference is "out" for forget and unseen samples
@@ -164,17 +407,14 @@ class MembershipCheck(Check):
             )
         return result[0], result[1]
 
-    def _exposed(self, ctx: AuditContext, lira_forget: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _exposed(self, ctx: AuditContext, lira_forget: dict[str, np.ndarray]) -> Exposed:
         scores = lira_forget["unlearned"]
         order = np.argsort(-scores)
         limit = len(order) if ctx.config.per_sample else min(EXPOSED, len(order))
         top = order[:limit]
-        exposed = {
-            "ids": ctx.splits.forget[top].tolist(),
-            "labels": ctx.dataset.labels[ctx.splits.forget[top]].tolist(),
-            "unlearned": scores[top].tolist(),
-            "original": lira_forget["original"][top].tolist(),
-        }
-        if "reference" in lira_forget:
-            exposed["reference"] = lira_forget["reference"][top].tolist()
-        return {"most_exposed_forget": exposed}
+        roles = [r for r in ("unlearned", "original", "reference") if r in lira_forget]
+        return Exposed(
+            ids=ctx.splits.forget[top].tolist(),
+            labels=ctx.dataset.labels[ctx.splits.forget[top]].tolist(),
+            scores={role: lira_forget[role][top].tolist() for role in roles},
+        )

@@ -17,23 +17,23 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
-from unlearn_audit._hashing import fingerprint_ids
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
-from unlearn_audit.functional.relearn import relearn_time
-from unlearn_audit.loop import StepState, accuracy, fit
-from unlearn_audit.models.layers import get_layer
-from unlearn_audit.outputs import readable_layers
+from unlearn_audit.evidence import Evidence, Table, label
+from unlearn_audit.figures import colour, new_figure, style
 from unlearn_audit.recipe import Recipe
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from unlearn_audit.context import AuditContext
+    from unlearn_audit.loop import StepState
     from unlearn_audit.models.checkpoints import LoadedModel
 
 RECIPE = Recipe(
@@ -58,6 +58,8 @@ def _curve(
     seed: int,
 ) -> tuple[list[int], list[float]]:
     """Accuracy on ``eval_ids`` every few steps, until it reaches ``target`` or the cap."""
+    from unlearn_audit.loop import accuracy, fit
+
     steps, accs = [0], [accuracy(module, ctx.dataset, eval_ids)]
     if accs[0] >= target:
         return steps, accs
@@ -88,6 +90,12 @@ def _fresh_head(ctx: AuditContext, model: LoadedModel, seed: int) -> nn.Module |
     retain alone, features frozen: every class but the forgotten ones is back, and the
     relearn that follows shows how fast the features let the forgotten ones return. (Without
     the warm-up a random head may call every input the forgotten class at step 0.)"""
+    import torch
+
+    from unlearn_audit.loop import fit
+    from unlearn_audit.models.layers import get_layer
+    from unlearn_audit.outputs import readable_layers
+
     layers, _ = readable_layers(model)  # the head is the last Linear, whatever --feature-layer
     if layers is None or layers.features_from != "input" or model.is_compiled:
         return None  # (a TorchScript model's head lives in compiled code)
@@ -114,13 +122,114 @@ def _fresh_head(ctx: AuditContext, model: LoadedModel, seed: int) -> nn.Module |
     return warmed
 
 
+@dataclass(frozen=True)
+class RelearnTime:
+    """Steps until held-out forget accuracy reached the threshold (``None``: not reached)."""
+
+    steps: int | None
+    reached: bool
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Held-out forget accuracy along the fine-tuning steps."""
+
+    steps: list[int]
+    accuracy: list[float]
+
+
+VARIANTS = ("relearn", "feature_relearn")
+
+
+@dataclass
+class RelearnEvidence(Evidence):
+    """How fast the forgotten behaviour returns under fine-tuning.
+
+    Attributes:
+        threshold: Held-out forget accuracy to reach (half the original's).
+        max_steps: The cap on steps.
+        relearn_samples: Forget samples fine-tuned on.
+        retain_samples: Retain samples mixed in.
+        eval_samples: Held-out forget samples measured.
+        times: variant (``relearn``, ``feature_relearn``) -> model role -> steps.
+        curves: variant -> model role -> the accuracy curve.
+        ratio: Unlearned / reference steps (``None`` unless both reached the threshold).
+        feature_ratio: The same with the head re-initialised.
+    """
+
+    TITLE: ClassVar[str] = "Relearn time"
+
+    threshold: float
+    max_steps: int
+    relearn_samples: int
+    retain_samples: int
+    eval_samples: int
+    times: dict[str, dict[str, RelearnTime]]
+    curves: dict[str, dict[str, Curve]]
+    ratio: float | None = None
+    feature_ratio: float | None = None
+
+    def summary(self) -> str:
+        if self.ratio is None:
+            return ""
+        return f"relearn takes {self.ratio:.2f}x the reference's steps (supporting evidence only)"
+
+    def tables(self) -> list[Table]:
+        rows = [
+            [
+                label(variant),
+                role,
+                str(time.steps) if time.reached else f"not reached in {self.max_steps}",
+            ]
+            for variant in VARIANTS
+            for role, time in self.times.get(variant, {}).items()
+        ]
+        return [
+            Table(
+                f"Steps to reach {self.threshold:.3f} held-out forget accuracy",
+                ["variant", "model", "steps"],
+                rows,
+            )
+        ]
+
+    def figures(self) -> dict[str, Callable[[], Any]]:
+        return {"curves": self._curves_figure}
+
+    def _curves_figure(self) -> Any:
+        """Forget accuracy during relearning, with the threshold, for both variants."""
+        figure = new_figure(8, 2.8)
+        for i, variant in enumerate(VARIANTS):
+            axes = figure.add_subplot(1, 2, i + 1)
+            for role, curve in self.curves.get(variant, {}).items():
+                axes.plot(
+                    curve.steps,
+                    curve.accuracy,
+                    style(role),
+                    color=colour(role),
+                    label=role,
+                    marker=".",
+                )
+            axes.axhline(self.threshold, color="black", linewidth=0.6, linestyle=":")
+            axes.set_title("relearn" if variant == "relearn" else "relearn, head re-initialised")
+            axes.set_xlabel("fine-tuning step")
+            axes.set_ylim(0, 1.05)
+            if i == 0:
+                axes.set_ylabel("held-out forget accuracy")
+            axes.legend(fontsize="small")
+        return figure
+
+
 @register_check
 class RelearnCheck(Check):
     name = "relearn"
     description = "fine-tuning steps until the forgotten behaviour returns, vs the reference"
     needs = Needs(references=True, training=True)
+    evidence = RelearnEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
+        from unlearn_audit.functional.relearn import relearn_time
+        from unlearn_audit.loop import accuracy
+
         rng = np.random.default_rng(ctx.config.seed)
         forget = ctx.splits.forget
         n_relearn = max(1, round(FORGET_FRACTION * len(forget)))
@@ -139,17 +248,18 @@ class RelearnCheck(Check):
         train_ids = np.concatenate([relearn_ids, retain])
         target = THRESHOLD * accuracy(ctx.original.module, ctx.dataset, eval_ids)
         models = {"unlearned": ctx.unlearned, "reference": ctx.references[0]}
-        metrics: dict[str, Any] = {
-            "threshold": target,
-            "max_steps": MAX_STEPS,
-            "relearn_samples": int(n_relearn),
-            "retain_samples": len(retain),
-            "eval_samples": len(eval_ids),
-        }
-        curves: dict[str, Any] = {}
+        evidence = RelearnEvidence(
+            threshold=target,
+            max_steps=MAX_STEPS,
+            relearn_samples=int(n_relearn),
+            retain_samples=len(retain),
+            eval_samples=len(eval_ids),
+            times={},
+            curves={},
+        )
         notes: list[str] = []
-        for variant in ("relearn", "feature_relearn"):
-            metrics[variant], curves[variant] = {}, {}
+        for variant in VARIANTS:
+            evidence.times[variant], evidence.curves[variant] = {}, {}
             for role, model in models.items():
 
                 def probe(model: LoadedModel = model, variant: str = variant) -> dict[str, Any]:
@@ -173,12 +283,12 @@ class RelearnCheck(Check):
                     continue
                 steps, accs = list(curve["steps"]), list(curve["accuracy"])
                 reached = relearn_time(steps, accs, target)
-                metrics[variant][role] = {"steps": reached, "reached": reached is not None}
-                curves[variant][role] = {"steps": steps, "accuracy": accs}
-        metrics["ratio"] = _ratio(metrics["relearn"])
-        metrics["feature_ratio"] = _ratio(metrics["feature_relearn"])
+                evidence.times[variant][role] = RelearnTime(reached, reached is not None)
+                evidence.curves[variant][role] = Curve(steps, accs)
+        evidence.ratio = _ratio(evidence.times["relearn"])
+        evidence.feature_ratio = _ratio(evidence.times["feature_relearn"])
         notes.append("relearn time alone never certifies knowledge removal (see the caveat)")
-        return CheckResult(name=self.name, metrics=metrics, figures={"curves": curves}, notes=notes)
+        return CheckResult(name=self.name, evidence=evidence, notes=notes)
 
 
 def _curve_key(
@@ -192,6 +302,7 @@ def _curve_key(
     """Everything a stored relearn curve depends on: the model's weights, the data and ids, the
     probe's settings, the device kind and the code that runs it."""
     import unlearn_audit.loop as loop
+    from unlearn_audit._hashing import fingerprint_ids
 
     code = hashlib.sha256(Path(__file__).read_bytes() + Path(loop.__file__).read_bytes())
     return {
@@ -211,8 +322,10 @@ def _curve_key(
     }
 
 
-def _ratio(times: dict[str, Any]) -> float | None:
-    unlearned, reference = times.get("unlearned", {}), times.get("reference", {})
-    if not unlearned.get("reached") or not reference.get("reached"):
+def _ratio(times: dict[str, RelearnTime]) -> float | None:
+    unlearned, reference = times.get("unlearned"), times.get("reference")
+    if unlearned is None or reference is None or unlearned.steps is None:
         return None
-    return unlearned["steps"] / max(reference["steps"], 1)
+    if reference.steps is None:
+        return None
+    return unlearned.steps / max(reference.steps, 1)

@@ -17,19 +17,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
-from unlearn_audit.functional.representation import (
-    class_channel_relevance,
-    csi,
-    few_shot_probe,
-    l1_density,
-    linear_cka,
+from unlearn_audit.evidence import (
+    Estimate,
+    Evidence,
+    Gap,
+    NoReference,
+    Read,
+    Table,
+    Unmeasurable,
+    ordered_roles,
 )
-from unlearn_audit.models.erm import erm_mask
+from unlearn_audit.figures import new_figure
 
 if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
@@ -44,13 +49,160 @@ _ROLE_REMEDY = {
 MAX_CKA_SAMPLES = 1000
 
 
+@dataclass(frozen=True)
+class ChannelSummary:
+    """CSI (sum over ordered class pairs, and its mean) and L1-density of a class-channel
+    matrix."""
+
+    csi: float
+    csi_mean: float
+    l1_density: float
+
+
+@dataclass
+class RepresentationEvidence(Evidence):
+    """What the features still know.
+
+    Attributes:
+        cka: model role -> split (``forget``, ``retain``) -> linear CKA to the original's
+            features.
+        probe: model role -> few-shot probe score, mean over k (forget-class recall for class
+            requests, accuracy otherwise).
+        probe_shots: model role -> ``k2``/``k5`` -> the score at that k.
+        probe_measure: What the probe score is.
+        relevance: model role -> summary of its class-channel relevance (with a convolution).
+        relevance_matrices: model role -> the matrix (classes x channels).
+        erm: model role -> summary of its ERM mask G (ERM models).
+        erm_masks: model role -> the mask G.
+    """
+
+    TITLE: ClassVar[str] = "Representation"
+
+    cka: dict[str, dict[str, float]]
+    probe: dict[str, float]
+    probe_shots: dict[str, dict[str, float]]
+    probe_measure: str
+    relevance: dict[str, ChannelSummary] | None = None
+    relevance_matrices: dict[str, list[list[float]]] | None = None
+    erm: dict[str, ChannelSummary] | None = None
+    erm_masks: dict[str, list[list[float]]] | None = None
+
+    MEASURES: ClassVar[tuple[str, ...]] = ("knowledge",)
+
+    def gaps(self, measure: str, request: str) -> list[Gap]:
+        if measure != "knowledge":
+            return super().gaps(measure, request)
+        if request != "class":
+            raise Unmeasurable(
+                "class-level evidence; for sample requests see no_membership_leak",
+                "not_applicable",
+            )
+        if "reference" not in self.probe or "forget" not in self.cka.get("reference", {}):
+            raise NoReference
+        return [
+            Gap(
+                "few-shot probe recall of the forgotten class",
+                Estimate(self.probe["unlearned"]),
+                Estimate(self.probe["reference"]),
+                short="probe",
+            ),
+            Gap(
+                "CKA to the original on the forgotten class",
+                Estimate(self.cka["unlearned"]["forget"]),
+                Estimate(self.cka["reference"]["forget"]),
+                short="CKA",
+            ),
+        ]
+
+    def tables(self) -> list[Table]:
+        tables = []
+        for title, part in (("ERM mask G", self.erm), ("Class-channel relevance", self.relevance)):
+            if part:
+                tables.append(
+                    Table(
+                        title,
+                        ["model", "CSI", "CSI mean", "L1-density"],
+                        [
+                            [
+                                r,
+                                _text(part[r].csi),
+                                _text(part[r].csi_mean),
+                                _text(part[r].l1_density),
+                            ]
+                            for r in ordered_roles(part)
+                        ],
+                    )
+                )
+        tables.append(
+            Table(
+                "Linear CKA to the original's features",
+                ["model", "forget", "retain"],
+                [
+                    [r, _text(self.cka[r].get("forget")), _text(self.cka[r].get("retain"))]
+                    for r in ordered_roles(self.cka)
+                ],
+            )
+        )
+        tables.append(
+            Table(
+                f"Few-shot probe ({self.probe_measure}, k = 2 and 5)",
+                ["model", "mean over k"],
+                [[r, _text(self.probe[r])] for r in ordered_roles(self.probe)],
+            )
+        )
+        return tables
+
+    def figures(self) -> dict[str, Callable[[], Any]]:
+        return (
+            {"channels": self._channels_figure} if self.erm_masks or self.relevance_matrices else {}
+        )
+
+    def _channels_figure(self) -> Any:
+        """Class-channel relevance matrices (or ERM masks G) per model, before and after."""
+        matrices = self.erm_masks or self.relevance_matrices
+        assert matrices
+        roles = ordered_roles(matrices)
+        figure = new_figure(3.2 * len(roles), 2.6)
+        image = None
+        for i, role in enumerate(roles):
+            axes = figure.add_subplot(1, len(roles), i + 1)
+            image = axes.imshow(
+                np.asarray(matrices[role]), aspect="auto", cmap="viridis", vmin=0, vmax=1
+            )
+            axes.set_title(role)
+            axes.set_xlabel("channel")
+            if i == 0:
+                axes.set_ylabel("class")
+        figure.colorbar(image, ax=figure.axes, shrink=0.8)
+        return figure
+
+
+def _text(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _summary(matrix: np.ndarray) -> ChannelSummary:
+    from unlearn_audit.functional.representation import csi, l1_density
+
+    total, mean = csi(matrix)
+    return ChannelSummary(total, mean, l1_density(matrix))
+
+
 @register_check
 class RepresentationCheck(Check):
     name = "representation"
     description = "class-channel relevance (CSI, L1-density), CKA to the original, few-shot probe"
-    needs = Needs(features=True, compare=True)
+    needs = Needs(
+        features=True,
+        compare=True,
+        reads=tuple(Read(split) for split in ("forget", "retain", "population", "test")),
+    )
+    evidence = RepresentationEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
+        from unlearn_audit.functional.representation import class_channel_relevance
+        from unlearn_audit.models.erm import erm_mask
+
         roles = [(r, m) for r, m in ctx.roles() if r in ("original", "unlearned", "reference")]
         missing = [
             role
@@ -73,46 +225,35 @@ class RepresentationCheck(Check):
                 + " as a state_dict with its architecture",
             )
         outs = {role: ctx.outputs(model, "test") for role, model in roles}
-        metrics: dict[str, Any] = {}
-        figures: dict[str, Any] = {}
+        probe, shots, measure = self._probe(ctx, roles)
+        evidence = RepresentationEvidence(
+            cka=self._cka(ctx, roles), probe=probe, probe_shots=shots, probe_measure=measure
+        )
         notes: list[str] = []
         if all(out.channels is not None for out in outs.values()):
-            metrics["relevance"], figures["relevance"] = {}, {}
-            for role, out in outs.items():
-                matrix = class_channel_relevance(
+            matrices = {
+                role: class_channel_relevance(
                     out.channels, out.labels, num_classes=ctx.dataset.num_classes
                 )
-                total, mean = csi(matrix)
-                metrics["relevance"][role] = {
-                    "csi": total,
-                    "csi_mean": mean,
-                    "l1_density": l1_density(matrix),
-                }
-                figures["relevance"][role] = matrix.tolist()
+                for role, out in outs.items()
+            }
+            evidence.relevance = {role: _summary(m) for role, m in matrices.items()}
+            evidence.relevance_matrices = {role: m.tolist() for role, m in matrices.items()}
         else:
             notes.append("no convolution: class-channel relevance skipped")
-        masks = {role: erm_mask(model) for role, model in roles}
-        if any(mask is not None for mask in masks.values()):
-            metrics["erm"], figures["erm"] = {}, {}
-            for role, mask in masks.items():
-                if mask is None:
-                    continue
-                total, mean = csi(mask)
-                metrics["erm"][role] = {
-                    "csi": total,
-                    "csi_mean": mean,
-                    "l1_density": l1_density(mask),
-                }
-                figures["erm"][role] = mask.tolist()
+        masks = {role: mask for role, model in roles if (mask := erm_mask(model)) is not None}
+        if masks:
+            evidence.erm = {role: _summary(mask) for role, mask in masks.items()}
+            evidence.erm_masks = {role: mask.tolist() for role, mask in masks.items()}
         else:
             notes.append("no ERM mask layer: CSI and L1-density come from channel relevance")
-        metrics["cka"] = self._cka(ctx, roles)
-        metrics["probe"], metrics["probe_detail"] = self._probe(ctx, roles)
-        return CheckResult(name=self.name, metrics=metrics, figures=figures, notes=notes)
+        return CheckResult(name=self.name, evidence=evidence, notes=notes)
 
-    def _cka(self, ctx: AuditContext, roles: list[tuple[str, Any]]) -> dict[str, Any]:
+    def _cka(self, ctx: AuditContext, roles: list[tuple[str, Any]]) -> dict[str, dict[str, float]]:
+        from unlearn_audit.functional.representation import linear_cka
+
         rng = np.random.default_rng(ctx.config.seed)
-        result: dict[str, Any] = {}
+        result: dict[str, dict[str, float]] = {}
         for split in ("forget", "retain"):
             base = ctx.outputs(ctx.original, split).features
             assert base is not None
@@ -129,10 +270,12 @@ class RepresentationCheck(Check):
 
     def _probe(
         self, ctx: AuditContext, roles: list[tuple[str, Any]]
-    ) -> tuple[dict[str, float], dict[str, Any]]:
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]], str]:
+        from unlearn_audit.functional.representation import few_shot_probe
+
         classes = list(ctx.splits.forget_classes)
         summary: dict[str, float] = {}
-        detail: dict[str, Any] = {}
+        detail: dict[str, dict[str, float]] = {}
         for role, model in roles:
             pool, test = ctx.outputs(model, "population"), ctx.outputs(model, "test")
             assert pool.features is not None and test.features is not None
@@ -155,5 +298,4 @@ class RepresentationCheck(Check):
                 detail.setdefault(role, {})[f"k{shots}"] = value
                 scores.append(value)
             summary[role] = float(np.mean(scores))
-        detail["measure"] = "forget-class recall" if classes else "accuracy"
-        return summary, detail
+        return summary, detail, "forget-class recall" if classes else "accuracy"

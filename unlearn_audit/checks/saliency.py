@@ -11,21 +11,21 @@ of positive map mass inside the trigger mask.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from captum.attr import LayerAttribution, LayerGradCam
 
-from unlearn_audit.checks.base import Check, CheckResult, Needs, interval, register_check
+from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.functional.saliency import mask_mass, spearman_per_sample, topk_iou
-from unlearn_audit.functional.stats import mean_with_interval
-from unlearn_audit.models.checkpoints import logits_agree
-from unlearn_audit.models.layers import get_layer
-from unlearn_audit.outputs import readable_layers
+from unlearn_audit.evidence import Estimate, Evidence, Table, label, ordered_roles
+from unlearn_audit.figures import new_figure
 
 if TYPE_CHECKING:
+    import torch
+
     from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
 
@@ -37,6 +37,13 @@ def grad_cam(
     model: LoadedModel, x: torch.Tensor, targets: torch.Tensor, *, conv_layer: str | None = None
 ) -> np.ndarray:
     """Grad-CAM maps ``(N, H, W)`` of ``model`` for ``targets`` at its last convolution."""
+    import torch
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    from unlearn_audit.models.checkpoints import logits_agree
+    from unlearn_audit.models.layers import get_layer
+    from unlearn_audit.outputs import readable_layers
+
     layers, reason = readable_layers(model, conv_layer=conv_layer)
     if layers is None or layers.conv is None:
         raise ConfigError(reason or "the model has no convolution for Grad-CAM")
@@ -58,17 +65,107 @@ def grad_cam(
     return maps.detach().sum(dim=1).cpu().numpy().astype(np.float64)
 
 
+@dataclass(frozen=True)
+class CamGrid:
+    """A few samples' inputs and each model's Grad-CAM maps, for the report's grid."""
+
+    ids: list[int]
+    inputs: list[Any]
+    maps: dict[str, list[Any]]
+
+
+@dataclass
+class SaliencyEvidence(Evidence):
+    """Agreement of Grad-CAM maps with the original's.
+
+    Attributes:
+        spearman: split -> pair (``unlearned_vs_original``, ...) -> mean per-sample Spearman
+            correlation (interval).
+        top10_iou: split -> pair -> mean IoU of the top 10% pixels (interval).
+        grid: split -> a few samples' maps.
+        trigger_mass: model role -> share of positive map mass inside the trigger (with a
+            trigger).
+    """
+
+    TITLE: ClassVar[str] = "Saliency (Grad-CAM)"
+
+    spearman: dict[str, dict[str, Estimate]]
+    top10_iou: dict[str, dict[str, Estimate]]
+    grid: dict[str, CamGrid]
+    trigger_mass: dict[str, Estimate] | None = None
+
+    def tables(self) -> list[Table]:
+        tables = []
+        for title, per_split in (
+            ("Spearman correlation of Grad-CAM maps", self.spearman),
+            ("Top-10% IoU of Grad-CAM maps", self.top10_iou),
+        ):
+            pairs = sorted({p for split in per_split.values() for p in split})
+            tables.append(
+                Table(
+                    title,
+                    ["split", *(label(p) for p in pairs)],
+                    [
+                        [s, *(per_split[s][p].text() if p in per_split[s] else "—" for p in pairs)]
+                        for s in per_split
+                    ],
+                )
+            )
+        if self.trigger_mass:
+            mass = self.trigger_mass
+            tables.append(
+                Table(
+                    "Share of positive Grad-CAM mass inside the trigger",
+                    ["model", "share"],
+                    [[r, mass[r].text()] for r in ordered_roles(mass)],
+                )
+            )
+        return tables
+
+    def figures(self) -> dict[str, Callable[[], Any]]:
+        return {split: functools.partial(_grid_figure, grid) for split, grid in self.grid.items()}
+
+
+def _grid_figure(grid: CamGrid) -> Any:
+    """Grad-CAM grid: input | original | unlearned | reference, one row per sample."""
+    roles = ordered_roles(grid.maps)
+    rows = len(grid.ids)
+    figure = new_figure(1.6 * (1 + len(roles)), 1.6 * rows)
+    for row in range(rows):
+        image = np.asarray(grid.inputs[row], dtype=float)
+        image = image[0] if image.shape[0] == 1 else np.transpose(image, (1, 2, 0))
+        panels = [("input", image, "gray")] + [
+            (role, np.asarray(grid.maps[role][row], dtype=float), "RdBu_r") for role in roles
+        ]
+        for col, (title, data, cmap) in enumerate(panels):
+            axes = figure.add_subplot(rows, len(panels), row * len(panels) + col + 1)
+            if cmap == "RdBu_r":
+                limit = float(np.max(np.abs(data))) or 1.0
+                axes.imshow(data, cmap=cmap, vmin=-limit, vmax=limit)
+            else:
+                axes.imshow(data, cmap=cmap)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if row == 0:
+                axes.set_title(title, fontsize="small")
+            if col == 0:
+                axes.set_ylabel(f"id {grid.ids[row]}", fontsize="x-small")
+    return figure
+
+
 @register_check
 class SaliencyCheck(Check):
     name = "saliency"
     description = "Grad-CAM agreement with the original on forget and retain samples"
     needs = Needs(conv=True, gradients=True, compare=True)
+    evidence = SaliencyEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
+        from unlearn_audit.functional.saliency import spearman_per_sample, topk_iou
+
         rng = np.random.default_rng(ctx.config.seed)
         roles = [(r, m) for r, m in ctx.roles() if r in ("original", "unlearned", "reference")]
-        metrics: dict[str, Any] = {"spearman": {}, "top10_iou": {}}
-        grid: dict[str, Any] = {}
+        evidence = SaliencyEvidence(spearman={}, top10_iou={}, grid={})
         for split in ("forget", "retain"):
             ids = ctx.splits.get(split)
             ids = np.sort(rng.choice(ids, size=min(SAMPLES, len(ids)), replace=False))
@@ -77,25 +174,29 @@ class SaliencyCheck(Check):
                 role: grad_cam(model, x, y, conv_layer=ctx.collector.conv_layer)
                 for role, model in roles
             }
-            metrics["spearman"][split], metrics["top10_iou"][split] = {}, {}
+            evidence.spearman[split], evidence.top10_iou[split] = {}, {}
             for role in maps:
                 if role == "original":
                     continue
                 pair = f"{role}_vs_original"
                 rho = spearman_per_sample(maps[role], maps["original"])
                 iou = topk_iou(maps[role], maps["original"], fraction=0.1)
-                metrics["spearman"][split][pair] = interval(*_mean(rho, ctx.config.seed))
-                metrics["top10_iou"][split][pair] = interval(*_mean(iou, ctx.config.seed))
-            grid[split] = {
-                "ids": ids[:GRID].tolist(),
-                "inputs": x[:GRID].numpy().tolist(),
-                "maps": {role: m[:GRID].tolist() for role, m in maps.items()},
-            }
+                evidence.spearman[split][pair] = Estimate.of(*_mean(rho, ctx.config.seed))
+                evidence.top10_iou[split][pair] = Estimate.of(*_mean(iou, ctx.config.seed))
+            evidence.grid[split] = CamGrid(
+                ids=ids[:GRID].tolist(),
+                inputs=x[:GRID].numpy().tolist(),
+                maps={role: m[:GRID].tolist() for role, m in maps.items()},
+            )
         if ctx.trigger is not None:
-            metrics["trigger_mass"] = self._trigger_mass(ctx, roles)
-        return CheckResult(name=self.name, metrics=metrics, figures={"grid": grid})
+            evidence.trigger_mass = self._trigger_mass(ctx, roles)
+        return CheckResult(name=self.name, evidence=evidence)
 
-    def _trigger_mass(self, ctx: AuditContext, roles: list[tuple[str, Any]]) -> dict[str, Any]:
+    def _trigger_mass(self, ctx: AuditContext, roles: list[tuple[str, Any]]) -> dict[str, Estimate]:
+        import torch
+
+        from unlearn_audit.functional.saliency import mask_mass
+
         trigger = ctx.trigger
         assert trigger is not None
         test = ctx.splits.test
@@ -109,11 +210,13 @@ class SaliencyCheck(Check):
                 grad_cam(model, trigger.apply(x), targets, conv_layer=ctx.collector.conv_layer),
                 mask,
             )
-            result[role] = interval(*_mean(share, ctx.config.seed))
+            result[role] = Estimate.of(*_mean(share, ctx.config.seed))
         return result
 
 
 def _mean(values: np.ndarray, seed: int) -> tuple[float, float, float]:
+    from unlearn_audit.functional.stats import mean_with_interval
+
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return float("nan"), float("nan"), float("nan")

@@ -2,6 +2,8 @@
 
 Every verb validates its options once, at :mod:`~unlearn_audit.cli.options`. A user mistake
 prints one line and exits 1 (2 for a malformed command line); only a bug shows a traceback. The
+core's errors name the API's parameters (`` `member_ids` ``); :func:`as_flags` names the options
+instead (`` `--member-ids` ``). The
 parser is in :mod:`~unlearn_audit.cli.parser`, each verb group in its own module.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -16,7 +19,7 @@ from collections.abc import Callable, Sequence
 from unlearn_audit.cli.parser import PROG, build_parser
 from unlearn_audit.errors import UnlearnAuditError
 
-__all__ = ["PROG", "build_parser", "main"]
+__all__ = ["PROG", "as_flags", "build_parser", "main"]
 
 
 def _one_line_warning(
@@ -28,6 +31,44 @@ def _one_line_warning(
 ) -> str:
     """Warnings as the CLI's errors are: one line, no source location."""
     return f"{PROG}: warning: {message}\n"
+
+
+# core parameters whose command-line option has another name
+_ALIASES = {
+    "normalization": "--normalize",
+    "num_references": "--references",
+    "update_log": "--log-updates",
+}
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+# errors about a file's fields (a recipe, a policy, a trigger, result.json) keep its spelling
+_FILE_CONTENT = re.compile(r"(recipe|policy|trigger) file |result\.json|audit result")
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """A core error as the command line says it: the parameters it names in backticks
+    (`` `member_ids` ``) become the options that set them (`` `--member-ids` ``)."""
+    if _FILE_CONTENT.search(message):  # names the fields of a file, not options
+        return message
+    options = _ALIASES | _options(parser)
+
+    def flag(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"`{options[name]}`" if name in options else match.group(0)
+
+    return _PARAMETER.sub(flag, message)
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``dest -> --long-option`` over the parser and all its verbs."""
+    found: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for verb in action.choices.values():
+                found |= {k: v for k, v in _options(verb).items() if k not in found}
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs and action.dest not in found:
+            found[action.dest] = longs[0]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +91,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return run(args)
     except UnlearnAuditError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {as_flags(str(exc), parser)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -43,6 +43,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         request = ForgetRequest.classes(args.forget_class or "3")
     splits = make_splits(dataset, request)
     scope = "class" if request.kind == "class" else "sample"
+    chosen = chosen_methods(args.methods, scope)
     start = time.perf_counter()
     # the update log that `amnesiac` needs (logging leaves the training as it is)
     recorder = UpdateRecorder()
@@ -50,16 +51,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dataset, arch="small-cnn", device=device, update_log=recorder, progress=not args.quiet
     )
     save_checkpoint(original, out / "original.safetensors")
-    originals: dict[str, Any] = {name: original for name in METHOD_PLUGINS.names()}
-    # `sisa` unlearns a SISA ensemble, so it gets an original of its own
-    originals["sisa"] = train_classifier(
-        dataset,
-        arch="sisa",
-        arch_kwargs={"base": "small-cnn", "shards": 3, "slices": 2},
-        device=device,
-        store=store,
-        progress=not args.quiet,
-    )
+    originals: dict[str, Any] = {name: original for name in chosen}
+    if "sisa" in originals:  # `sisa` unlearns a SISA ensemble, so it gets an original of its own
+        originals["sisa"] = train_classifier(
+            dataset,
+            arch="sisa",
+            arch_kwargs={"base": "small-cnn", "shards": 3, "slices": 2},
+            device=device,
+            store=store,
+            progress=not args.quiet,
+        )
     if "erm-ktp" in originals:  # `erm-ktp` needs the ERM mask layer, trained in alternation
         originals["erm-ktp"] = train_classifier(
             dataset,
@@ -70,7 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     subjects: dict[str, Any] = {"no-unlearning": original}
-    methods = [(n, s) for n, s in METHOD_PLUGINS.items() if scope in s.scope]
+    methods = [(name, METHOD_PLUGINS.get(name)) for name in chosen]
     with tempfile.TemporaryDirectory() as folder:
         assert recorder.log is not None
         log = save_update_log(recorder.log, Path(folder) / "original.updates.safetensors")
@@ -139,6 +140,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {row['model']:{width}}  " + " ".join(f"{row['verdicts'][c]:18}" for c in claims))
     print(f"reports: {out}/<model>/report.html (and .pdf); comparison: {comparison}")
     return 0
+
+
+def chosen_methods(names: str | None, scope: str) -> list[str]:
+    """The methods the demo runs: ``names`` (comma-separated), else every registered method
+    whose scope holds the request's (``"class"`` or ``"sample"``).
+
+    Raises:
+        RegistryError: A name is not a registered method (with the closest names).
+        ConfigError: A named method does not handle this kind of request.
+    """
+    from unlearn_audit.errors import ConfigError
+    from unlearn_audit.registry import METHOD_PLUGINS
+
+    if names is None:
+        return [n for n, spec in METHOD_PLUGINS.items() if scope in spec.scope]
+    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    if not chosen:
+        raise ConfigError("`--methods` names no method; give names like retrain,finetune.")
+    for name in chosen:
+        if scope not in METHOD_PLUGINS.get(name).scope:
+            raise ConfigError(
+                f"method {name!r} does not handle {scope} requests; see `unlearn-audit methods`."
+            )
+    return chosen
 
 
 def _now() -> str:

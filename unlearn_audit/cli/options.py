@@ -90,7 +90,8 @@ def check_out_file(path: str | Path, flag: str) -> Path:
 
 
 def erm_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The ERM training settings of --erm (``None`` without it)."""
+    """The ERM training settings of --erm (``None`` without it). Their values are checked by
+    the core when the network is built; here only what the command line alone can get wrong."""
     if not args.erm:
         for flag, value in (("--erm-lambda", args.erm_lambda), ("--erm-period", args.erm_period)):
             if value is not None:
@@ -101,26 +102,13 @@ def erm_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
             "--erm trains one network with the mask layer, but a SISA ensemble unlearns by "
             "retraining shards; drop one of --erm and --sisa-shards."
         )
-    if args.log_updates:
-        raise ConfigError(
-            "--log-updates records plain training steps, but an ERM model is trained by "
-            "alternating paths and unlearns with erm-ktp; drop one of --log-updates and --erm."
-        )
-    if args.arch in ("erm", "sisa"):
-        raise ConfigError(
-            "`--arch` names the CNN the mask layer follows with --erm, e.g. small-cnn."
-        )
-    if args.erm_lambda is not None and not args.erm_lambda >= 0:
-        raise ConfigError(f"`--erm-lambda` must be a number >= 0; got {args.erm_lambda!r}.")
-    if args.erm_period is not None and args.erm_period < 2:
-        raise ConfigError(f"`--erm-period` must be an integer >= 2; got {args.erm_period!r}.")
     settings = {"lambda_reg": args.erm_lambda, "period": args.erm_period}
     return {k: v for k, v in settings.items() if v is not None}
 
 
 def train_arch(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """``--arch`` and its arguments, wrapped in a SISA ensemble with --sisa-shards, or in an
-    ERM network with --erm."""
+    ERM network with --erm (the core checks the values when it builds them)."""
     kwargs = json_dict(args.arch_kwargs, "--arch-kwargs")
     erm = erm_kwargs(args)
     if erm is not None:
@@ -129,16 +117,11 @@ def train_arch(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         if args.sisa_slices is not None:
             raise ConfigError("`--sisa-slices` needs --sisa-shards S (the number of shards).")
         return args.arch, kwargs
-    for flag, value in (("--sisa-shards", args.sisa_shards), ("--sisa-slices", args.sisa_slices)):
-        if value is not None and value < 1:
-            raise ConfigError(f"`{flag}` must be an integer >= 1; got {value!r}.")
-    if args.arch == "sisa":
-        raise ConfigError("`--arch` names the shard network with --sisa-shards, e.g. small-cnn.")
     return "sisa", {
         "base": args.arch,
         "base_kwargs": kwargs,
         "shards": args.sisa_shards,
-        "slices": args.sisa_slices or 1,
+        "slices": 1 if args.sisa_slices is None else args.sisa_slices,
     }
 
 
@@ -288,16 +271,6 @@ def given_shadows(args: argparse.Namespace, dataset: Any) -> list[tuple[Any, Any
         )
         for path, ids in zip(checkpoints, members, strict=True)
     ]
-
-
-def hyperparameters(pairs: list[str] | None) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"`--hp` must be key=value like lr=0.01; got {pair!r}.")
-        values[key.strip().replace("-", "_")] = value.strip()
-    return values
 
 
 def percent(value: float) -> str:

@@ -433,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="audit profile (default: standard; quick trains no references or shadows)",
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of methods and audits")
+    demo.add_argument(
+        "--methods",
+        metavar="NAMES",
+        help="comma-separated methods to run (default: every method that handles the request)",
+    )
     demo.add_argument("--no-pdf", action="store_true", help="HTML reports only")
     _add_runtime_options(demo)
     _add_json_option(demo)

@@ -51,7 +51,7 @@ class Normalization:
             values = []
         if not values or len(values) % 2:
             raise ConfigError(
-                f"`--normalize` must be 'none' or MEAN,STD (per channel: means then stds, "
+                f"`normalize` must be 'none' or MEAN,STD (per channel: means then stds, "
                 f"e.g. 0.5,0.5,0.5,0.25,0.25,0.25); got {text!r}."
             )
         half = len(values) // 2
@@ -263,7 +263,7 @@ def require_root(name: str, root: Path | str | None) -> Path:
     """``root`` as a ``Path``, or a clear error for a dataset that needs ``--data-root``."""
     if root is None:
         raise ConfigError(
-            f"dataset {name!r} needs `--data-root`; give the folder (or file) that holds its data."
+            f"dataset {name!r} needs `data_root`; give the folder (or file) that holds its data."
         )
     return Path(root).expanduser()
 

@@ -132,7 +132,7 @@ def load_fashion_mnist(root: Path | None = None) -> Dataset:
         normalization=Normalization((0.2860,), (0.3530,)),
         flip_invariant=True,
         how_to_get="install the Debian package dataset-fashion-mnist (apt-get install "
-        f"dataset-fashion-mnist) or put the official files ({_IDX_GZ}) in --data-root",
+        f"dataset-fashion-mnist) or put the official files ({_IDX_GZ}) in `data_root`",
     )
 
 
@@ -145,5 +145,5 @@ def load_mnist(root: Path | None) -> Dataset:
         classes=[str(d) for d in range(10)],
         normalization=Normalization((0.1307,), (0.3081,)),
         flip_invariant=False,
-        how_to_get=f"put the official MNIST IDX files ({_IDX_GZ}) in --data-root",
+        how_to_get=f"put the official MNIST IDX files ({_IDX_GZ}) in `data_root`",
     )

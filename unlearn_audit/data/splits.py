@@ -335,7 +335,7 @@ def make_splits(
             raise RequestError(
                 f"forget ids that are not members (the model never trained on them): "
                 f"{_preview(not_members)}; give member ids, or declare the members with "
-                "--member-ids."
+                "`member_ids`."
             )
         if forget.size >= members.size:
             raise RequestError("the request forgets every member; nothing would be retained.")
@@ -343,8 +343,8 @@ def make_splits(
     retain = np.setdiff1d(members, forget).astype(np.int64)
 
     nonmembers = np.setdiff1d(np.arange(len(dataset), dtype=np.int64), members)
-    n_test = _size(test_size, len(nonmembers), "test-size")
-    n_pop = _size(population_size, len(nonmembers), "population-size")
+    n_test = _size(test_size, len(nonmembers), "test_size")
+    n_pop = _size(population_size, len(nonmembers), "population_size")
     if n_test is None:
         n_test = len(nonmembers) // 2 if n_pop is None else len(nonmembers) - n_pop
     if n_pop is None:
@@ -352,7 +352,7 @@ def make_splits(
     if n_test < 1 or n_test + n_pop > len(nonmembers):
         raise ConfigError(
             f"test ({n_test}) and population ({n_pop}) must fit in the {len(nonmembers)} "
-            "non-members, with at least one test sample; lower --test-size or --population-size."
+            "non-members, with at least one test sample; lower `test_size` or `population_size`."
         )
     order = np.random.default_rng(split_seed).permutation(nonmembers)
     test = np.sort(order[:n_test])

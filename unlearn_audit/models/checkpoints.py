@@ -302,7 +302,7 @@ def load_state_into(
             parts.append(f"unexpected keys: {_listing(unexpected)}")
         raise CheckpointError(
             f"{source}: the weights do not fit architecture {arch!r} ({'; '.join(parts)}); "
-            "check --arch and its arguments."
+            "check `arch` and `arch_kwargs`."
         )
     wrong = [
         f"{k} is {tuple(state[k].shape)} in the file but {tuple(v.shape)} in the model"
@@ -312,7 +312,7 @@ def load_state_into(
     if wrong:
         raise CheckpointError(
             f"{source}: shape mismatch for architecture {arch!r}: {_listing(wrong, 3)}; check the "
-            "class count, input channels and --arch arguments."
+            "class count, input channels and `arch_kwargs`."
         )
     net.load_state_dict(state, strict=True)
 
@@ -333,7 +333,7 @@ def _own(
     if ":" in info.arch and not trust and arch != info.arch:
         raise UnsafeCheckpointError(
             f"{path}: its architecture {info.arch!r} is imported from code outside unlearn-audit; "
-            f"pass --arch {info.arch} to confirm, or --trust-checkpoint."
+            f"pass `arch` {info.arch} to confirm, or `trust_checkpoint`."
         )
     net = build_model(info.arch, info.num_classes, info.input_shape, arch_kwargs=info.arch_kwargs)
     load_state_into(net, tensors, source=str(path), arch=info.arch)
@@ -400,7 +400,7 @@ def load_checkpoint(
         if not trust_checkpoint:
             raise UnsafeCheckpointError(
                 f"{path}: is a pickled Python object, and loading it runs code from the file; "
-                "save model.state_dict() or TorchScript instead, or pass --trust-checkpoint if "
+                "save model.state_dict() or TorchScript instead, or pass `trust_checkpoint` if "
                 "you trust its source."
             ) from None
         obj = torch.load(path, map_location="cpu", weights_only=False)
@@ -423,7 +423,7 @@ def _require_dataset(dataset: Dataset | None, path: Path, what: str) -> Dataset:
     if dataset is None:
         raise CheckpointError(
             f"{path}: a {what} does not record its class count and input shape; give the "
-            "dataset (--dataset) it will be audited on."
+            "`dataset` it will be audited on."
         )
     return dataset
 
@@ -438,7 +438,7 @@ def _foreign_state(
 ) -> LoadedModel:
     if arch is None:
         raise CheckpointError(
-            f"{path}: is a plain state_dict; give its architecture with --arch (a zoo name, see "
+            f"{path}: is a plain state_dict; give its architecture with `arch` (a zoo name, see "
             "`unlearn-audit archs`, or package.module:factory)."
         )
     dataset = _require_dataset(dataset, path, "state_dict")
@@ -496,7 +496,7 @@ def check_model_fits(model: LoadedModel, dataset: Dataset) -> LoadedModel:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{source}: fails on inputs of shape {tuple(probe.shape)} from dataset "
-            f"{dataset.name!r} ({first}); check --dataset and --arch."
+            f"{dataset.name!r} ({first}); check `dataset` and `arch`."
         ) from None
     if logits.dim() != 2 or logits.shape[1] != dataset.num_classes:
         raise CheckpointError(

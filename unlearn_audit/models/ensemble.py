@@ -90,7 +90,7 @@ def check_cells(members: int, shards: int, slices: int) -> None:
     if members < shards * slices:
         raise ConfigError(
             f"SISA needs at least one sample per slice, but {members} members cannot fill "
-            f"{shards} shards x {slices} slices; lower --sisa-shards or --sisa-slices."
+            f"{shards} shards x {slices} slices; lower `sisa_shards` or `sisa_slices`."
         )
 
 
@@ -112,7 +112,7 @@ def sisa(
     check_positive_int(shards, "sisa_shards")
     check_positive_int(slices, "sisa_slices")
     if base == SISA_ARCH:
-        raise ConfigError("`--arch` of a SISA ensemble must be a single network, not 'sisa'.")
+        raise ConfigError("`arch` of a SISA ensemble must be a single network, not 'sisa'.")
 
     def one() -> nn.Module:
         return build_model(base, num_classes, input_shape, arch_kwargs=base_kwargs)

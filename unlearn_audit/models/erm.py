@@ -71,8 +71,8 @@ def _stages(base: nn.Module, name: str) -> tuple[Stage, Stage, Callable[[Any], i
         if kind in _STAGES:
             return _STAGES[kind]
     raise ConfigError(
-        f"`--erm` needs a CNN whose last conv stage the mask layer can follow, one of "
-        f"{', '.join(ERM_BASES)}; got {name!r}. Choose one of those with --arch."
+        f"`erm` needs a CNN whose last conv stage the mask layer can follow, one of "
+        f"{', '.join(ERM_BASES)}; got {name!r}. Choose one of those with `arch`."
     )
 
 
@@ -197,7 +197,7 @@ def erm(
     channel. ``unlearn-audit train --erm`` prints both numbers so other scales can be checked.
     """
     if base in (ERM_ARCH, "sisa"):
-        raise ConfigError(f"`--arch` with --erm must be a single CNN, one of {ERM_BASES}.")
+        raise ConfigError(f"`arch` with `erm` must be a single CNN, one of {ERM_BASES}.")
     if isinstance(lambda_reg, bool) or not isinstance(lambda_reg, int | float) or lambda_reg < 0:
         raise fail("erm_lambda", "a number >= 0", lambda_reg)
     period = check_positive_int(period, "erm_period", minimum=2)

@@ -162,7 +162,7 @@ def find_layers(
     if not linears:
         raise ConfigError(
             "the model has no nn.Linear layer, so its penultimate features cannot be found; "
-            "name the layer whose output is the features with --feature-layer."
+            "name the layer whose output is the features with `feature_layer`."
         )
     return LayerInfo(conv=conv, features=linears[-1], features_from="input")
 
@@ -213,7 +213,7 @@ def recover_chain(net: nn.Module) -> RecoveredChain | None:
 
 _NO_HOOKS = (
     "layer {name!r} cannot be recorded: TorchScript runs no Python hooks inside compiled code; "
-    "load the weights as a state_dict with --arch to use the checks that read layers."
+    "load the weights as a state_dict with `arch` to use the checks that read layers."
 )
 
 

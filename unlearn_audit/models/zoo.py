@@ -175,7 +175,7 @@ def _import_factory(spec: str) -> Factory:
         if target.endswith(".py"):
             path = Path(target).expanduser()
             if not path.is_file():
-                raise ConfigError(f"`--arch` file {target!r} does not exist.")
+                raise ConfigError(f"`arch` file {target!r} does not exist.")
             name = f"_unlearn_audit_arch_{abs(hash(str(path.resolve())))}"
             module_spec = importlib.util.spec_from_file_location(name, path)
             assert module_spec is not None and module_spec.loader is not None
@@ -186,12 +186,12 @@ def _import_factory(spec: str) -> Factory:
             module = importlib.import_module(target)
     except ImportError as exc:
         raise ConfigError(
-            f"`--arch` {spec!r}: cannot import {target!r} ({exc}); install the package or make "
+            f"`arch` {spec!r}: cannot import {target!r} ({exc}); install the package or make "
             "it importable (PYTHONPATH)."
         ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ConfigError(f"`--arch` {spec!r}: {target!r} has no callable named {attr!r}.")
+        raise ConfigError(f"`arch` {spec!r}: {target!r} has no callable named {attr!r}.")
     return factory  # type: ignore[no-any-return]
 
 

@@ -10,32 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from matplotlib.figure import Figure
-
 from unlearn_audit._io import write_atomic
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.policy import CLAIMS
 from unlearn_audit.report.html import CAVEAT, GLOSSARY, _environment, _number
-from unlearn_audit.report.plots import _figure, to_png_data_uri
+from unlearn_audit.report.plots import to_png_data_uri
 from unlearn_audit.results import AuditResult
-
-KEY_NUMBERS = (
-    ("forget accuracy", "accuracy", ("accuracy", "forget", "unlearned", "value")),
-    ("test accuracy", "accuracy", ("accuracy", "test", "unlearned", "value")),
-    ("LiRA AUC", "membership", ("lira", "unlearned", "auc", "value")),
-    ("trigger success", "backdoor", ("attack_success", "unlearned", "value")),
-    ("unlearning s", "efficiency", ("unlearning_seconds",)),
-    ("speed-up", "efficiency", ("speedup",)),
-)
-
-
-def _dig(data: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
 
 
 def _check_same_audit(results: Mapping[str, AuditResult]) -> None:
@@ -55,65 +34,32 @@ def _check_same_audit(results: Mapping[str, AuditResult]) -> None:
             )
 
 
-def accuracy_comparison_figure(results: Mapping[str, AuditResult]) -> Figure | None:
-    """Forget, retain and test accuracy of every unlearned model, reference and original."""
-    splits = ("forget", "retain", "test")
-    first = next(iter(results.values()))
-    if "accuracy" not in first.checks or first.checks["accuracy"].status != "ok":
-        return None
-    rows: dict[str, list[float]] = {}
-    table = first.checks["accuracy"].metrics["accuracy"]
-    rows["original"] = [table[s]["original"]["value"] for s in splits]
-    if "reference" in table["forget"]:
-        rows["reference"] = [table[s]["reference"]["value"] for s in splits]
-    for name, result in results.items():
-        check = result.checks.get("accuracy")
-        if check is not None and check.status == "ok":
-            rows[name] = [check.metrics["accuracy"][s]["unlearned"]["value"] for s in splits]
-    figure = _figure(8, 3)
-    axes = figure.add_subplot()
-    width = 0.8 / len(rows)
-    for i, (name, values) in enumerate(rows.items()):
-        x = np.arange(len(splits)) + (i - (len(rows) - 1) / 2) * width
-        axes.bar(x, [v or 0.0 for v in values], width, label=name)
-    axes.set_xticks(np.arange(len(splits)), splits)
-    axes.set_ylim(0, 1.05)
-    axes.set_ylabel("accuracy")
-    axes.legend(fontsize="x-small", ncols=2, loc="lower right")
-    return figure
-
-
-def roc_comparison_figure(results: Mapping[str, AuditResult]) -> Figure | None:
-    """Log-log LiRA ROC curves of every unlearned model, with the original and reference."""
-    curves: dict[str, dict[str, list[float]]] = {}
-    for name, result in results.items():
-        check = result.checks.get("membership")
-        if check is None or check.status != "ok":
+def comparison_figures(results: Mapping[str, AuditResult]) -> list[Any]:
+    """One figure per check whose evidence compares audits (accuracy, LiRA ROC, ...)."""
+    figures = []
+    names = dict.fromkeys(name for result in results.values() for name in result.checks)
+    for check in names:
+        evidence = {
+            name: found.evidence
+            for name, result in results.items()
+            if (found := result.checks.get(check)) is not None
+            and found.status == "ok"
+            and found.evidence is not None
+        }
+        if not evidence:
             continue
-        roc = check.figures["roc"]["lira"]
-        curves.setdefault("original", roc["original"])
-        if "reference" in roc:
-            curves.setdefault("reference", roc["reference"])
-        curves[name] = roc["unlearned"]
-    if not curves:
-        return None
-    figure = _figure(5, 4)
-    axes = figure.add_subplot()
-    for name, curve in curves.items():
-        style = "--" if name in ("original", "reference") else "-"
-        axes.plot(np.maximum(curve["fpr"], 1e-4), np.maximum(curve["tpr"], 1e-4), style, label=name)
-    axes.plot([1e-4, 1], [1e-4, 1], color="grey", linewidth=0.6)
-    for mark in (0.01, 0.001):
-        axes.axvline(mark, color="black", linewidth=0.5, linestyle=":")
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlim(5e-4, 1)
-    axes.set_ylim(5e-4, 1)
-    axes.set_xlabel("false-positive rate")
-    axes.set_ylabel("true-positive rate")
-    axes.set_title("per-example attack (LiRA) on the forget set")
-    axes.legend(fontsize="x-small")
-    return figure
+        figure = type(next(iter(evidence.values()))).comparison_figure(evidence)
+        if figure is not None:
+            figures.append(figure)
+    return figures
+
+
+def _key_numbers(result: AuditResult) -> dict[str, float | None]:
+    numbers: dict[str, float | None] = {}
+    for check in result.checks.values():
+        if check.status == "ok" and check.evidence is not None:
+            numbers |= check.evidence.key_numbers()
+    return numbers
 
 
 def render_comparison(
@@ -132,6 +78,9 @@ def render_comparison(
     """
     _check_same_audit(results)
     results = {n: AuditResult.from_dict(r.to_dict_json()) for n, r in results.items()}
+    claims = list(dict.fromkeys(v.claim for r in results.values() for v in r.verdicts))
+    numbers_of = {name: _key_numbers(result) for name, result in results.items()}
+    key_numbers = list(dict.fromkeys(k for numbers in numbers_of.values() for k in numbers))
     rows = []
     for name, result in results.items():
         verdicts = {v.claim: v for v in result.verdicts}
@@ -139,12 +88,9 @@ def render_comparison(
             {"status": verdicts[c].status, "measured": _number(verdicts[c].measured)}
             if c in verdicts
             else {"status": "N/A", "measured": "—"}
-            for c in CLAIMS
+            for c in claims
         ]
-        numbers = []
-        for _, check, path in KEY_NUMBERS:
-            found = result.checks.get(check)
-            numbers.append(_number(_dig(found.metrics, path), 2) if found is not None else "—")
+        numbers = [_number(numbers_of[name].get(key), 2) for key in key_numbers]
         rows.append(
             {
                 "name": name,
@@ -155,12 +101,7 @@ def render_comparison(
                 "passed": result.passed,
             }
         )
-    images = []
-    if figures:
-        for draw in (accuracy_comparison_figure, roc_comparison_figure):
-            figure = draw(results)
-            if figure is not None:
-                images.append(to_png_data_uri(figure))
+    images = [to_png_data_uri(f) for f in comparison_figures(results)] if figures else []
     first = next(iter(results.values()))
     main_original = first.models["original"]["fingerprint"]
     others = {row["name"]: row["original"] for row in rows if row["original"] != main_original}
@@ -171,8 +112,8 @@ def render_comparison(
             title=f"Unlearning methods compared: {first.request['description']}",
             first=first,
             other_originals=others,
-            claims=list(CLAIMS),
-            key_numbers=[k for k, _, _ in KEY_NUMBERS],
+            claims=claims,
+            key_numbers=key_numbers,
             rows=rows,
             images=images,
             caveat=CAVEAT,

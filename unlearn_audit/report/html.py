@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from unlearn_audit.policy import CLAIMS
+from unlearn_audit.evidence import CheckResult
 from unlearn_audit.results import AuditResult
 
 FigureRenderer = Callable[[AuditResult], dict[str, str]]
@@ -46,16 +47,6 @@ GLOSSARY = {
     "CSI": "class similarity index: how much the classes share channels (entanglement)",
     "fingerprint": "a hash of a model's weights or a split's ids, for identification",
 }
-CHECK_TITLES = {
-    "accuracy": "Accuracy",
-    "divergence": "Divergence from the reference",
-    "membership": "Membership inference",
-    "backdoor": "Backdoor trigger",
-    "relearn": "Relearn time",
-    "representation": "Representation",
-    "saliency": "Saliency (Grad-CAM)",
-    "efficiency": "Cost",
-}
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -70,221 +61,36 @@ def _number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _estimate(entry: Any) -> str:
-    """``0.912 [0.880, 0.940]`` for an estimate with its interval."""
-    if not isinstance(entry, dict) or "value" not in entry:
-        return _number(entry)
-    if entry.get("low") is None or entry.get("high") is None:
-        return _number(entry.get("value"))
-    return f"{_number(entry['value'])} [{_number(entry['low'])}, {_number(entry['high'])}]"
-
-
-def _roles(table: dict[str, Any]) -> list[str]:
-    order = ["original", "unlearned", "reference"]
-    return [r for r in order if r in table] + sorted(r for r in table if r not in order)
-
-
-def _tables(name: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The check's metrics as small tables: rows of label then cells."""
-    tables: list[dict[str, Any]] = []
-    if name == "accuracy":
-        acc = metrics["accuracy"]
-        roles = _roles(next(iter(acc.values())))
-        tables.append(
-            {
-                "title": "Accuracy with 95% Wilson intervals",
-                "header": ["split", *roles],
-                "rows": [
-                    [s.replace("_", " "), *(_estimate(acc[s][r]) for r in roles)] for s in acc
-                ],
-            }
-        )
-        tta = metrics.get("tta_forget", {})
-        if tta:
-            tables.append(
-                {
-                    "title": "Forget accuracy under test-time augmentation",
-                    "header": ["view", *roles],
-                    "rows": [[v, *(_estimate(tta[v][r]) for r in roles)] for v in tta],
-                }
-            )
-    elif name == "divergence":
-        for metric, title in (
-            ("js", "JS divergence (natural log)"),
-            ("activation_distance", "Activation distance"),
-        ):
-            per_split = metrics[metric]
-            pairs = list(next(iter(per_split.values())))
-            tables.append(
-                {
-                    "title": title,
-                    "header": ["split", *[p.replace("_", " ") for p in pairs]],
-                    "rows": [[s, *(_estimate(per_split[s][p]) for p in pairs)] for s in per_split],
-                }
-            )
-    elif name == "membership":
-        rows = []
-        for attack in ("lira", "shokri", "loss"):
-            for role in _roles(metrics.get(attack, {})):
-                entry = metrics[attack][role]
-                rows.append(
-                    [
-                        attack,
-                        role,
-                        _estimate(entry["auc"]),
-                        _tpr(entry["tpr_at_1pct"]),
-                        _tpr(entry["tpr_at_0.1pct"]),
-                    ]
-                )
-        tables.append(
-            {
-                "title": f"Attacks on forget vs {metrics['nonmembers'].replace('_', ' ')} "
-                f"samples ({metrics['shadows']} shadow models)",
-                "header": ["attack", "model", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR"],
-                "rows": rows,
-            }
-        )
-    elif name == "backdoor":
-        rates, clean = metrics["attack_success"], metrics["clean_accuracy"]
-        tables.append(
-            {
-                "title": "Trigger attack success and clean accuracy",
-                "header": ["model", "attack success", "clean accuracy"],
-                "rows": [[r, _estimate(rates[r]), _estimate(clean[r])] for r in _roles(rates)],
-            }
-        )
-    elif name == "relearn":
-        rows = []
-        for variant in ("relearn", "feature_relearn"):
-            for role, entry in metrics.get(variant, {}).items():
-                steps = (
-                    entry["steps"] if entry["reached"] else f"not reached in {metrics['max_steps']}"
-                )
-                rows.append([variant.replace("_", " "), role, _number(steps)])
-        tables.append(
-            {
-                "title": f"Steps to reach {_number(metrics['threshold'])} held-out forget accuracy",
-                "header": ["variant", "model", "steps"],
-                "rows": rows,
-            }
-        )
-    elif name == "representation":
-        for key, title in (("erm", "ERM mask G"), ("relevance", "Class-channel relevance")):
-            if key in metrics:
-                part = metrics[key]
-                tables.append(
-                    {
-                        "title": title,
-                        "header": ["model", "CSI", "CSI mean", "L1-density"],
-                        "rows": [
-                            [
-                                r,
-                                _number(part[r]["csi"]),
-                                _number(part[r]["csi_mean"]),
-                                _number(part[r]["l1_density"]),
-                            ]
-                            for r in _roles(part)
-                        ],
-                    }
-                )
-        cka, probe = metrics["cka"], metrics["probe"]
-        tables.append(
-            {
-                "title": "Linear CKA to the original's features",
-                "header": ["model", "forget", "retain"],
-                "rows": [
-                    [r, _number(cka[r]["forget"]), _number(cka[r]["retain"])] for r in _roles(cka)
-                ],
-            }
-        )
-        tables.append(
-            {
-                "title": f"Few-shot probe ({metrics['probe_detail']['measure']}, k = 2 and 5)",
-                "header": ["model", "mean over k"],
-                "rows": [[r, _number(probe[r])] for r in _roles(probe)],
-            }
-        )
-    elif name == "saliency":
-        for metric, title in (
-            ("spearman", "Spearman correlation of Grad-CAM maps"),
-            ("top10_iou", "Top-10% IoU of Grad-CAM maps"),
-        ):
-            per_split = metrics[metric]
-            pairs = sorted({p for split in per_split.values() for p in split})
-            tables.append(
-                {
-                    "title": title,
-                    "header": ["split", *[p.replace("_", " ") for p in pairs]],
-                    "rows": [
-                        [s, *(_estimate(per_split[s].get(p)) for p in pairs)] for s in per_split
-                    ],
-                }
-            )
-        if "trigger_mass" in metrics:
-            mass = metrics["trigger_mass"]
-            tables.append(
-                {
-                    "title": "Share of positive Grad-CAM mass inside the trigger",
-                    "header": ["model", "share"],
-                    "rows": [[r, _estimate(mass[r])] for r in _roles(mass)],
-                }
-            )
-    elif name == "efficiency":
-        tables.append(
-            {
-                "title": "Wall time",
-                "header": ["quantity", "value"],
-                "rows": [[k.replace("_", " "), _number(v, 2)] for k, v in metrics.items()],
-            }
-        )
-    return tables
-
-
-def _tpr(entry: dict[str, Any]) -> str:
-    if not entry.get("resolvable", True):
-        return f"unresolved ({entry['nonmembers']} non-members)"
-    return (
-        f"{_number(entry['tpr'])} [{_number(entry.get('tpr_low'))}, "
-        f"{_number(entry.get('tpr_high'))}] at FPR {_number(entry['realised_fpr'], 4)}"
-    )
-
-
-def _exposed(metrics_check: Any) -> dict[str, Any] | None:
-    exposed = metrics_check.per_sample.get("most_exposed_forget") if metrics_check else None
-    if not exposed:
-        return None
-    roles = [r for r in ("unlearned", "original", "reference") if r in exposed]
-    rows = [
-        [exposed["ids"][i], exposed["labels"][i], *(_number(exposed[r][i], 2) for r in roles)]
-        for i in range(len(exposed["ids"]))
-    ]
+def _section(name: str, check: CheckResult, figures: dict[str, str]) -> dict[str, Any]:
+    """A check's section of the report, from its evidence alone."""
+    evidence = check.evidence if check.status == "ok" else None
+    title = (evidence.TITLE if evidence is not None else "") or _title(name)
+    extra = ""
+    if evidence is not None and evidence.TEMPLATE:
+        extra = Markup(_environment().from_string(evidence.TEMPLATE).render(evidence=evidence))
     return {
-        "title": "Most exposed forget samples (LiRA score, higher is more member-like)",
-        "header": ["id", "label", *roles],
-        "rows": rows,
+        "name": name,
+        "title": title,
+        "status": check.status,
+        "reason": check.reason,
+        "notes": check.notes,
+        "seconds": _number(check.seconds, 2),
+        "tables": [] if evidence is None else evidence.tables(),
+        "html": extra,
+        "figures": [uri for key, uri in figures.items() if key.split(".")[0] == name],
     }
+
+
+def _title(name: str) -> str:
+    """The section title of a check without evidence (N/A): its evidence type's, if known."""
+    from unlearn_audit.checks import evidence_type
+
+    return evidence_type(name).TITLE or name
 
 
 def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any]:
     """Everything the template shows, as plain strings and lists (kept apart from rendering)."""
-    checks = []
-    for name, check in result.checks.items():
-        tables = _tables(name, check.metrics) if check.status == "ok" else []
-        if name == "membership" and check.status == "ok":
-            exposed = _exposed(check)
-            if exposed:
-                tables.append(exposed)
-        section = {
-            "name": name,
-            "title": CHECK_TITLES.get(name, name),
-            "status": check.status,
-            "reason": check.reason,
-            "notes": check.notes,
-            "seconds": _number(check.seconds, 2),
-            "tables": tables,
-            "figures": [uri for key, uri in figures.items() if key.split("_")[0] == name],
-        }
-        checks.append(section)
+    checks = [_section(name, check, figures) for name, check in result.checks.items()]
     verdicts = [
         {
             **vars(v),
@@ -311,7 +117,7 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
             s: sum(v.status == s for v in result.verdicts)
             for s in ("PASS", "WARN", "FAIL", "INCONCLUSIVE", "N/A")
         },
-        "claims": CLAIMS,
+        "claims": {v.claim: v.statement for v in result.verdicts},
         "threat_model": THREAT_MODEL,
         "caveat": CAVEAT,
         "glossary": GLOSSARY,
