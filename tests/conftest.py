@@ -8,6 +8,7 @@ import pytest
 
 from unlearn_audit.data.datasets import Dataset, load_dataset
 from unlearn_audit.models.checkpoints import LoadedModel
+from unlearn_audit.store import Store
 from unlearn_audit.train import Recipe, train_classifier
 
 QUICK = Recipe(lr=0.05, epochs=3, batch_size=64)
@@ -18,7 +19,19 @@ def _private_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Never write into the user's cache directory."""
-    monkeypatch.setenv("UNLEARN_AUDIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("UNLEARN_AUDIT_CACHE", str(_session_cache(tmp_path_factory)))
+
+
+def _session_cache(factory: pytest.TempPathFactory) -> Path:
+    return factory.getbasetemp() / "cache"
+
+
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The store every test shares (the default store of the session, see below): a model
+    with the same weights, data and recipe trains once per session, whichever test asks first.
+    Tests that count what an audit trains compare counts before and after, or use their own."""
+    return Store(_session_cache(tmp_path_factory))
 
 
 @pytest.fixture(scope="session")

@@ -47,8 +47,8 @@ class MaskedLogits(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return Store(tmp_path_factory.mktemp("audit-store"))
+def store(session_store: Store) -> Store:
+    return session_store
 
 
 @pytest.fixture(scope="module")

@@ -112,8 +112,8 @@ def _audit(
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return Store(tmp_path_factory.mktemp("conformance-store"))
+def store(session_store: Store) -> Store:
+    return session_store
 
 
 @pytest.fixture(scope="module")

@@ -517,8 +517,8 @@ def test_every_fixture_is_prefixed(inner: pytest.Pytester) -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return Store(tmp_path_factory.mktemp("testing-store"))
+def store(session_store: Store) -> Store:
+    return session_store
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import pytest
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.models.checkpoints import LoadedModel, load_checkpoint, save_checkpoint
+from unlearn_audit.store import Store
 from unlearn_audit.train import accuracy, train_classifier
 from unlearn_audit.update_log import UpdateRecorder, save_update_log, update_log_path
 
@@ -14,9 +15,10 @@ FORGET_CLASS = 3
 
 
 @pytest.fixture(scope="session")
-def original(digits: Dataset) -> LoadedModel:
-    """small-cnn trained with the default digits recipe (about 98% test accuracy)."""
-    return train_classifier(digits, arch="small-cnn", progress=False)
+def original(digits: Dataset, session_store: Store) -> LoadedModel:
+    """small-cnn trained with the default digits recipe (about 98% test accuracy); the same
+    model as the pytest helpers' setup and the demo's original, so it trains once."""
+    return train_classifier(digits, arch="small-cnn", store=session_store, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -53,21 +55,25 @@ def logged_original(digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
-def sisa_original(digits: Dataset) -> LoadedModel:
-    """A SISA ensemble of 3 small-cnn shards with 2 slices each (about 99% held-out)."""
+def sisa_original(digits: Dataset, session_store: Store) -> LoadedModel:
+    """A SISA ensemble of 3 small-cnn shards with 2 slices each (about 99% held-out); the
+    demo's SISA original, so it trains once per session."""
     return train_classifier(
         digits,
         arch="sisa",
         arch_kwargs={"base": "small-cnn", "shards": 3, "slices": 2},
+        store=session_store,
         progress=False,
     )
 
 
 @pytest.fixture(scope="session")
-def erm_original(digits: Dataset) -> LoadedModel:
+def erm_original(digits: Dataset, session_store: Store) -> LoadedModel:
     """small-cnn with the ERM mask layer, trained like `train --erm` with the digits recipe.
 
     About 99% held-out accuracy; G converges to one class per channel (L1-density 0.100, mean
     CSI at most 0.002 over seeds 0-3).
     """
-    return train_classifier(digits, arch="erm", arch_kwargs={"base": "small-cnn"}, progress=False)
+    return train_classifier(
+        digits, arch="erm", arch_kwargs={"base": "small-cnn"}, store=session_store, progress=False
+    )
