@@ -146,3 +146,19 @@ def test_report_loads_no_training_loop_captum_scikit_learn_or_torch(tmp_path: Pa
     outcome = json.loads(run.stdout.strip().splitlines()[-1])
     assert outcome == {"code": 0, "loaded": []}
     assert (tmp_path / "report.html").is_file()
+
+
+def test_the_audit_pipeline_imports_its_heavy_dependencies_only_when_used() -> None:
+    """Importing the audit loads no torchvision (its model zoo pulls in torch._dynamo),
+    scikit-learn, captum or matplotlib: the checks, the image-folder loader, the ResNet
+    builder and the report import them when they run."""
+    script = (
+        "import json, sys\n"
+        "import unlearn_audit.pipeline, unlearn_audit.cli\n"
+        "heavy = ('torchvision', 'torch._dynamo', 'sklearn', 'captum', 'matplotlib')\n"
+        "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []

@@ -31,7 +31,6 @@ from unlearn_audit._hashing import fingerprint_json
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.functional import erm as erm_maths
-from unlearn_audit.functional.representation import csi, l1_density
 from unlearn_audit.loop import BatchTransform, StepState, TrainResult, fit
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.erm import ERM_ARCH, ErmNet, erm_mask
@@ -135,6 +134,8 @@ def train_erm(
         with torch.no_grad():
             live.erm_mask.copy_(erm_maths.normalise_and_clip(live.erm_mask))
 
+    from unlearn_audit.functional.representation import csi, l1_density
+
     def on_epoch(state: StepState, record: dict[str, float]) -> None:
         live = erm_net(state.model)
         assert live is not None
@@ -163,9 +164,11 @@ def train_erm(
 def mask_summary(model: LoadedModel) -> dict[str, Any]:
     """The ERM mask G of a trained ERM model in numbers (seed 000): its shape, CSI (total and
     mean over class pairs), L1-density, and the classes that hold no channel."""
+    from unlearn_audit.functional.representation import csi, l1_density
+
     g = erm_mask(model)
     if g is None:
-        raise ConfigError("the model has no ERM mask layer; train it with --erm.")
+        raise ConfigError("the model has no ERM mask layer; train it with `erm`.")
     total, mean = csi(g) if g.shape[0] > 1 else (0.0, 0.0)
     return {
         "classes": int(g.shape[0]),

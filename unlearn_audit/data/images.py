@@ -12,12 +12,11 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
-from torchvision.datasets.folder import make_dataset as find_images
 
 from unlearn_audit.data.datasets import (
     DEFAULT_HOLDOUT,
@@ -80,14 +79,17 @@ def _find_class_images(parts: list[Path]) -> tuple[list[str], list[list[tuple[st
     classes: set[str] = set()
     for part in parts:
         try:
-            classes.update(find_classes(part)[0])
+            classes.update(_folder().find_classes(part)[0])
         except FileNotFoundError:
             raise DatasetNotFoundError(
                 f"folder: no class folders in {part}; {_FOLDER_LAYOUT}."
             ) from None
     names = sorted(classes)
     index = {name: i for i, name in enumerate(names)}
-    found = [find_images(part, index, IMG_EXTENSIONS, allow_empty=True) for part in parts]
+    folder = _folder()
+    found = [
+        folder.make_dataset(part, index, folder.IMG_EXTENSIONS, allow_empty=True) for part in parts
+    ]
     for part, images in zip(parts, found, strict=True):
         if not images:
             raise DatasetNotFoundError(f"folder: no image files under {part}; {_FOLDER_LAYOUT}.")
@@ -263,3 +265,11 @@ def load_npz(root: Path | None) -> Dataset:
         content_arrays=[x],
         source=str(path),
     )
+
+
+def _folder() -> Any:
+    """torchvision's image-folder helpers, imported when an image folder is read (torchvision
+    pulls in its model zoo and torch._dynamo: seconds that no other dataset should pay)."""
+    from torchvision.datasets import folder
+
+    return folder

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models import ResNet as _TvResNet
 
 from unlearn_audit._validation import check_positive_int, fail
 from unlearn_audit.errors import ConfigError
@@ -58,18 +57,22 @@ _STAGES: dict[type, tuple[Stage, Stage, Callable[[Any], int]]] = {
         lambda n, z: n.fc(torch.flatten(n.pool(z), 1)),
         lambda n: n.fc.in_features,
     ),
-    _TvResNet: (
-        _resnet18_trunk,
-        lambda n, z: n.fc(torch.flatten(n.avgpool(z), 1)),
-        lambda n: n.fc.in_features,
-    ),
 }
+# torchvision's ResNet (resnet18): matched by module, so that torchvision is imported only by
+# whoever builds one
+_TV_RESNET: tuple[Stage, Stage, Callable[[Any], int]] = (
+    _resnet18_trunk,
+    lambda n, z: n.fc(torch.flatten(n.avgpool(z), 1)),
+    lambda n: n.fc.in_features,
+)
 
 
 def _stages(base: nn.Module, name: str) -> tuple[Stage, Stage, Callable[[Any], int]]:
     for kind in type(base).__mro__:
         if kind in _STAGES:
             return _STAGES[kind]
+        if (kind.__module__, kind.__name__) == ("torchvision.models.resnet", "ResNet"):
+            return _TV_RESNET
     raise ConfigError(
         f"`erm` needs a CNN whose last conv stage the mask layer can follow, one of "
         f"{', '.join(ERM_BASES)}; got {name!r}. Choose one of those with `arch`."

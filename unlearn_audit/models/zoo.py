@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import resnet18 as _tv_resnet18
 
 from unlearn_audit._hashing import fingerprint_json
 from unlearn_audit.errors import ConfigError
@@ -113,7 +112,9 @@ def small_cnn(num_classes: int, input_shape: tuple[int, int, int], *, width: int
 @ARCHS.register("resnet18")
 def resnet18(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     """torchvision's ResNet-18 for small inputs: 3x3 stride-1 stem, no max-pool, any channels."""
-    model = _tv_resnet18(weights=None, num_classes=num_classes)
+    from torchvision.models import resnet18  # only when this architecture is built
+
+    model = resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()  # type: ignore[assignment]
     return model
