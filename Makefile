@@ -11,8 +11,9 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 demo: $(VENV)/.installed
 	$(BIN)/unlearn-audit demo
 
+# -n auto: one pytest-xdist worker per core (at most 4), one torch thread each (tests/conftest.py)
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from unlearn_audit.data.datasets import Dataset, load_dataset
 from unlearn_audit.models.checkpoints import LoadedModel
@@ -22,8 +24,29 @@ def _private_cache(
     monkeypatch.setenv("UNLEARN_AUDIT_CACHE", str(_session_cache(tmp_path_factory)))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker runs torch on one
+    thread, and so do the processes it starts: on small models one thread is as fast as two,
+    and workers with two threads each on two cores slow each other down many times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use, at most 4 (each worker holds the
+    digits data and its models; beyond 4 the shared trainings leave little to split)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
 def _session_cache(factory: pytest.TempPathFactory) -> Path:
-    return factory.getbasetemp() / "cache"
+    """One store per test run, shared by its xdist workers (the store's locks let two processes
+    ask for the same model: one trains it, the other waits and reads it)."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/popen-gwK -> pytest-N, common to the workers
+    return base / "cache"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from torch import nn
 from unlearn_audit.checks.accuracy import AccuracyEvidence
 from unlearn_audit.checks.backdoor import BackdoorEvidence
 from unlearn_audit.checks.divergence import DivergenceEvidence
-from unlearn_audit.checks.membership import MembershipEvidence
+from unlearn_audit.checks.membership import AttackResult, MembershipEvidence
 from unlearn_audit.checks.relearn import RelearnEvidence
 from unlearn_audit.checks.representation import RepresentationEvidence
 from unlearn_audit.checks.saliency import SaliencyEvidence
@@ -336,7 +336,46 @@ def test_second_audit_trains_nothing(
     }
 
 
-def test_exactly_one_inference_pass_per_model_split_view(
+def test_the_shokri_attack_of_a_shadow_bank_is_fitted_once_per_process(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    masked: LoadedModel,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from unlearn_audit.checks import membership
+    from unlearn_audit.functional import mia
+
+    fits: list[int] = []
+    real_fit = mia.fit_shokri_attack
+
+    def counting_fit(*args: Any, **kwargs: Any) -> Any:
+        fits.append(kwargs["seed"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(mia, "fit_shokri_attack", counting_fit)
+    monkeypatch.setattr(membership, "_SHOKRI_ATTACKS", {})
+
+    def shokri(unlearned: LoadedModel) -> AttackResult:
+        result = audit(**common, unlearned=unlearned, checks=["membership"])
+        return _evidence(result, "membership", MembershipEvidence).attacks["shokri"]["unlearned"]
+
+    common: dict[str, Any] = {
+        "original": original,
+        "dataset": digits,
+        "request": class_splits,
+        "store": store,
+    }
+
+    first = shokri(retrained)
+    assert shokri(masked) != first and fits == [0], "the second audit reuses the fitted attack"
+    monkeypatch.setattr(membership, "_SHOKRI_ATTACKS", {})
+    assert shokri(retrained) == first and fits == [0, 0], "the cached attack is the one refitted"
+
+
+def test_no_sample_goes_through_a_model_twice_in_one_view(
     digits: Dataset,
     class_splits: Splits,
     original: LoadedModel,
@@ -344,21 +383,38 @@ def test_exactly_one_inference_pass_per_model_split_view(
     store: Store,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every check of a standard class-request audit (test_forget_class is part of test, forget
+    is read by five checks): each (model, view) has one pass, over the union of what the plan
+    announced, and no sample id enters it twice."""
     from unlearn_audit import outputs
 
     collectors: list[outputs.OutputCollector] = []
-    real_init = outputs.OutputCollector.__init__
+    forwarded: dict[tuple[str, str], list[np.ndarray]] = {}
+    real_init, real_collect = outputs.OutputCollector.__init__, outputs.OutputCollector._collect
 
-    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         real_init(self, *args, **kwargs)
         collectors.append(self)
 
-    monkeypatch.setattr(outputs.OutputCollector, "__init__", spy)
+    def spy_collect(self, model, ids, view):  # type: ignore[no-untyped-def]
+        forwarded.setdefault((model.fingerprint, view), []).append(np.asarray(ids))
+        return real_collect(self, model, ids, view)
+
+    monkeypatch.setattr(outputs.OutputCollector, "__init__", spy_init)
+    monkeypatch.setattr(outputs.OutputCollector, "_collect", spy_collect)
     audit(original=original, unlearned=masked, dataset=digits, request=class_splits, store=store)
     (collector,) = collectors
-    assert collector.passes and set(collector.passes.values()) == {1}
-    models = {key[0] for key in collector.passes}
+    assert collector.unplanned == [], "every read was announced"
+    plan = collector.planned()
+    assert set(forwarded) == set(plan)
+    for key, passes in forwarded.items():
+        assert len(passes) == 1, f"{key} ran {len(passes)} passes"
+        assert len(np.unique(passes[0])) == len(passes[0])
+        assert np.array_equal(passes[0], plan[key]), "the pass covers the plan, nothing more"
+    models = {fingerprint for fingerprint, _ in forwarded}
     assert len(models) == 2 + 1 + 4  # original, unlearned, reference, 4 shadows
+    clean = plan[(original.fingerprint, "clean")]
+    assert set(class_splits.test_forget_class) <= set(class_splits.test) <= set(clean)
 
 
 def test_not_applicable_paths(

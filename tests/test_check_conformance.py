@@ -71,7 +71,7 @@ class _Recorder:
         def reading(ctx: AuditContext, model: LoadedModel, split: str, view: Any = "clean") -> Any:
             if recorder.current is not None:
                 audited = any(model is m for _, m in ctx.roles())
-                kind = "audited" if audited else "shadows"
+                kind = "original" if model is ctx.original else "audited" if audited else "shadows"
                 recorder.reads[recorder.current].add((kind, split, view))
             return outputs(ctx, model, split, view)
 
@@ -148,7 +148,7 @@ def test_declares_its_evidence_and_needs_as_data(name: str) -> None:
     flags = {f.name: getattr(needs, f.name) for f in dataclasses.fields(needs) if f.name != "reads"}
     assert all(isinstance(v, bool) for v in flags.values())
     assert all(isinstance(read, Read) for read in needs.reads)
-    assert all(read.models in ("audited", "shadows") for read in needs.reads)
+    assert all(read.models in ("audited", "original", "shadows") for read in needs.reads)
     # the audit plans from the union of the selected checks' needs
     union = Needs.union([needs, Needs(shadows=True, reads=(Read("forget"),))])
     assert union.shadows and set(needs.reads) <= set(union.reads)
@@ -240,9 +240,11 @@ def test_reads_only_what_it_declares(
         if name not in result.checks:
             continue
         kind = splits.request.kind
+        # "audited" covers the original too
         allowed = {
-            (read.models, split, read.view)
+            (models, split, read.view)
             for read in declared
+            for models in (("audited", "original") if read.models == "audited" else (read.models,))
             for split in read.splits(splits.names(), kind)
         }
         undeclared = reads.get(name, set()) - allowed

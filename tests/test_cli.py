@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from unlearn_audit import __version__
+from unlearn_audit.classifier import train_classifier
 from unlearn_audit.cli import main
-from unlearn_audit.data.datasets import load_dataset
+from unlearn_audit.data.datasets import Dataset, load_dataset
 from unlearn_audit.models.checkpoints import load_checkpoint
+from unlearn_audit.models.erm import erm_mask
+from unlearn_audit.store import Store
 
 QUICK = ["--epochs", "2", "--quiet"]
 
@@ -160,16 +163,15 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in text
 
 
-DEMO_METHODS = ("retrain", "amnesiac", "erm-ktp")
+DEMO_METHODS = ("retrain", "amnesiac")
 
 
 def test_demo_writes_per_method_and_comparison_reports(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The demo's machinery on a few methods that exercise all of it (a true retrain, the
-    update log amnesiac needs, erm-ktp's own original; sisa's is in the random-request test);
-    every method's own run is held to the methods' conformance suite, and the default list is
-    tested below."""
+    """The demo's machinery on methods that exercise it (a true retrain, the update log
+    amnesiac needs; methods with originals of their own are tested below); every method's own
+    run is held to the methods' conformance suite, and the default list is tested below."""
     import json
 
     from unlearn_audit.results import AuditResult
@@ -194,10 +196,24 @@ def test_demo_writes_per_method_and_comparison_reports(
     for name in names:
         assert f'href="{name}/report.html"' in comparison
     assert "http" not in comparison.replace('href="', "")  # self-contained
-    # erm-ktp unlearns an original trained with the ERM mask layer: its own too
+
+
+def test_demo_gives_erm_ktp_its_own_erm_original(
+    workdir: Path, capsys: pytest.CaptureFixture[str], digits: Dataset, session_store: Store
+) -> None:
+    argv = ["demo", "--profile", "quick", "--methods", "erm-ktp", "--out-dir", "out"]
+    assert main([*argv, "--quiet", "--no-pdf", "--json"]) == 0
+    capsys.readouterr()
+    # erm-ktp unlearns an original trained with the ERM mask layer, marked in the comparison
     own = load_checkpoint(workdir / "out" / "erm-ktp" / "original.safetensors")
-    assert own.info.arch == "erm"
-    assert "erm-ktp</a> †" in comparison
+    assert own.info.arch == "erm" and erm_mask(own) is not None
+    assert "erm-ktp</a> †" in (workdir / "out" / "comparison.html").read_text()
+    assert summary_original(workdir, "erm-ktp") == own.fingerprint
+    # without amnesiac no update log is needed: the plain original comes from the store
+    plain = train_classifier(digits, arch="small-cnn", store=session_store, progress=False)
+    assert load_checkpoint(workdir / "out" / "original.safetensors").fingerprint == (
+        plain.fingerprint
+    )
 
 
 def test_demo_runs_every_method_that_handles_the_request_by_default() -> None:
@@ -654,8 +670,6 @@ def test_train_erm_and_unlearn_with_erm_ktp(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--erm at training time (the digits recipe), then `unlearn` with erm-ktp."""
-    from unlearn_audit.models.erm import erm_mask
-
     assert main(["train", "--erm", "--out", "e.safetensors", "--quiet", "--no-cache"]) == 0
     out = capsys.readouterr().out
     assert "trained small-cnn with the ERM mask layer on digits" in out

@@ -53,6 +53,42 @@ def test_one_pass_per_model_split_view(digits: Dataset, quick_model: LoadedModel
     assert np.array_equal(first.correct, logits.argmax(1).numpy() == y.numpy())
 
 
+def test_planned_reads_share_one_pass_per_model_and_view(
+    digits: Dataset, quick_model: LoadedModel
+) -> None:
+    from unlearn_audit._hashing import fingerprint_ids
+
+    ids = np.sort(digits.heldout_ids[:120])
+    part, other = ids[10:40], np.sort(digits.heldout_ids[100:160])  # overlapping
+    collector = OutputCollector(digits, batch_size=50)
+    collector.plan([(quick_model, part, "clean"), (quick_model, other, "clean")])
+    collector.plan([(quick_model, part, "hflip")])
+    union = np.union1d(part, other)
+    assert np.array_equal(collector.planned()[(quick_model.fingerprint, "clean")], union)
+    a = collector.get(quick_model, part, "fp-part")
+    b = collector.get(quick_model, other, "fp-other")
+    collector.get(quick_model, part, "fp-part", "hflip")
+    fp = quick_model.fingerprint
+    assert collector.passes == {
+        (fp, fingerprint_ids(union), "clean"): 1,
+        (fp, fingerprint_ids(part), "hflip"): 1,
+    }
+    assert collector.forwarded == {(fp, "clean"): len(union), (fp, "hflip"): len(part)}
+    assert collector.unplanned == []
+    # a slice is what a pass over those ids alone gives
+    alone = OutputCollector(digits).get(quick_model, other, "fp-other")
+    assert np.array_equal(b.ids, other) and np.array_equal(b.labels, alone.labels)
+    np.testing.assert_allclose(b.logits, alone.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.features, alone.features, rtol=1e-5, atol=1e-6)
+    shared = np.intersect1d(part, other)
+    np.testing.assert_array_equal(a.logits[np.isin(part, shared)], b.logits[np.isin(other, shared)])
+    # a read nobody announced: a pass of its own, listed
+    extra = np.sort(digits.heldout_ids[200:210])
+    collector.get(quick_model, extra, "fp-extra")
+    assert collector.unplanned == [(fp, "fp-extra", "clean")]
+    assert collector.forwarded[(fp, "clean")] == len(union) + len(extra)
+
+
 def test_torchscript_models_give_logits_without_features(
     digits: Dataset, quick_model: LoadedModel
 ) -> None:

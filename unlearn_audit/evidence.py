@@ -37,12 +37,13 @@ class Read:
             forgotten data (``test_forget_class`` for class requests, else ``test``).
         view: ``clean``, a test-time augmentation (``hflip``, ``vflip``, ``crop90``) or
             ``trigger``.
-        models: ``audited`` (original, unlearned, references) or ``shadows`` (the bank).
+        models: ``audited`` (original, unlearned, references), ``original`` alone, or
+            ``shadows`` (the bank).
     """
 
     split: str
     view: str = "clean"
-    models: Literal["audited", "shadows"] = "audited"
+    models: Literal["audited", "original", "shadows"] = "audited"
 
     def splits(self, names: Sequence[str], request: str) -> list[str]:
         """The concrete split names this read covers, for a request of kind ``request``."""

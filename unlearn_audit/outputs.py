@@ -1,9 +1,15 @@
-"""Model outputs collected once per (model, split, view) and shared by every check.
+"""Model outputs collected once per (model, view) over every sample an audit reads, and shared
+by every check.
 
-:class:`OutputCollector` runs one batched pass under ``torch.inference_mode()`` for each
-(model fingerprint, split fingerprint, view) it is asked for, records logits, labels,
-penultimate features and per-channel activations of the last convolution, and answers every
-later request from memory. ``passes`` counts the passes, so tests can prove each happened once.
+The audit first tells :class:`OutputCollector` what it will read (:meth:`~OutputCollector.plan`:
+model, sample ids, view, for every check and split). The collector merges that into one request
+per (model, view), the union of the ids, and runs one batched pass under
+``torch.inference_mode()`` for each on the first read, recording logits, labels, penultimate
+features and per-channel activations of the last convolution. A split is a slice of it: ``test``
+and ``test_forget_class`` share the rows of their common samples. A read the plan did not
+announce gets a pass of its own and is listed in ``unplanned``. ``passes`` counts passes and
+``forwarded`` the samples each (model, view) saw, so tests can prove no sample went through a
+model twice.
 
 Views are the clean inputs, the test-time augmentations of seed 002 (horizontal flip, vertical
 flip, centre crop of 90% resized back) and the backdoor trigger.
@@ -12,6 +18,7 @@ flip, centre crop of 90% resized back) and the backdoor trigger.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unlearn_audit._hashing import fingerprint_ids
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
@@ -68,6 +76,17 @@ class Outputs:
     features: np.ndarray | None
     channels: np.ndarray | None
 
+    def take(self, ids: np.ndarray) -> Outputs:
+        """The rows of ``ids`` (each must be among ``self.ids``, which are sorted), in order."""
+        rows = np.searchsorted(self.ids, ids)
+        return Outputs(
+            ids=self.ids[rows],
+            labels=self.labels[rows],
+            logits=self.logits[rows],
+            features=None if self.features is None else self.features[rows],
+            channels=None if self.channels is None else self.channels[rows],
+        )
+
     @property
     def probs(self) -> np.ndarray:
         shifted = self.logits - self.logits.max(axis=1, keepdims=True)
@@ -104,7 +123,7 @@ def readable_layers(
 
 
 class OutputCollector:
-    """Collects and caches outputs; one inference pass per (model, split, view).
+    """Collects and caches outputs; one inference pass per (model, view) of the plan.
 
     Args:
         dataset: Where the samples come from.
@@ -132,21 +151,59 @@ class OutputCollector:
         self.trigger = trigger
         self.conv_layer = conv_layer
         self.feature_layer = feature_layer
+        # (model fingerprint, fingerprint of the ids of the pass, view) -> passes run
         self.passes: Counter[tuple[str, str, str]] = Counter()
+        # (model fingerprint, view) -> samples forwarded through it
+        self.forwarded: Counter[tuple[str, str]] = Counter()
+        # reads the plan did not announce: (model fingerprint, ids fingerprint, view)
+        self.unplanned: list[tuple[str, str, str]] = []
+        self._planned: dict[tuple[str, str], np.ndarray] = {}
+        self._whole: dict[tuple[str, str], Outputs] = {}
         self._cache: dict[tuple[str, str, str], Outputs] = {}
         # TorchScript models whose readable view disagreed with their own logits on a batch:
         # their layers are not read at all (fingerprint -> what happened)
         self.unreadable: dict[str, str] = {}
 
+    def plan(self, reads: Iterable[tuple[LoadedModel, np.ndarray, View]]) -> None:
+        """Announce reads: for each (model, ids, view), the samples a check will read. Reads of
+        one model through one view merge into one pass over the union of their ids."""
+        for model, ids, view in reads:
+            key = (model.fingerprint, view)
+            known = self._planned.get(key, np.zeros(0, dtype=np.int64))
+            merged = np.union1d(known, np.asarray(ids, dtype=np.int64))
+            if key in self._whole and len(merged) != len(known):
+                del self._whole[key]  # announced after its pass: the next read runs a new one
+            self._planned[key] = merged
+
+    def planned(self) -> dict[tuple[str, str], np.ndarray]:
+        """The plan: (model fingerprint, view) -> the ids its one pass covers."""
+        return dict(self._planned)
+
     def get(
         self, model: LoadedModel, ids: np.ndarray, ids_fingerprint: str, view: View = "clean"
     ) -> Outputs:
-        """Outputs of ``model`` on ``ids`` through ``view`` (computed on the first request)."""
+        """Outputs of ``model`` on ``ids`` through ``view``: a slice of the planned pass
+        (run on the first read), or a pass of its own for a read the plan did not hold."""
+        ids = np.asarray(ids, dtype=np.int64)
         key = (model.fingerprint, ids_fingerprint, view)
-        if key not in self._cache:
-            self._cache[key] = self._collect(model, np.asarray(ids, dtype=np.int64), view)
-            self.passes[key] += 1
+        if key in self._cache:
+            return self._cache[key]
+        union = self._planned.get((model.fingerprint, view))
+        if union is not None and bool(np.isin(ids, union).all()):
+            whole = self._whole.get((model.fingerprint, view))
+            if whole is None:
+                whole = self._pass(model, union, fingerprint_ids(union), view)
+                self._whole[(model.fingerprint, view)] = whole
+            self._cache[key] = whole.take(ids)
+        else:
+            self.unplanned.append(key)
+            self._cache[key] = self._pass(model, ids, ids_fingerprint, view)
         return self._cache[key]
+
+    def _pass(self, model: LoadedModel, ids: np.ndarray, fingerprint: str, view: View) -> Outputs:
+        self.passes[(model.fingerprint, fingerprint, view)] += 1
+        self.forwarded[(model.fingerprint, view)] += len(ids)
+        return self._collect(model, ids, view)
 
     def layers_of(self, model: LoadedModel) -> tuple[LayerInfo | None, str]:
         """The layers recorded for ``model`` (or ``None`` and why not)."""

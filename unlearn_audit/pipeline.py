@@ -12,7 +12,7 @@ import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from unlearn_audit.data.datasets import Dataset, Normalization
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError, UnlearnAuditError
-from unlearn_audit.evidence import reference_role
+from unlearn_audit.evidence import Read, reference_role
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, load_checkpoint
-from unlearn_audit.outputs import OutputCollector
+from unlearn_audit.outputs import OutputCollector, View
 from unlearn_audit.policy import Policy, judge
 from unlearn_audit.results import DEFAULT_RECIPE_NOTE, AuditResult
 from unlearn_audit.store import Store
@@ -423,6 +423,8 @@ def audit(
     if _trained_with_default_recipe(ctx):
         ctx.notes.insert(0, default_recipe_note(ctx.recipe()))
 
+    ctx.collector.plan(_planned_reads(ctx, names))
+
     results: dict[str, CheckResult] = {}
     for name in tqdm(names, desc="checks", disable=None if progress else True, leave=False):
         check_start = time.perf_counter()
@@ -532,9 +534,43 @@ def _build_part(
     build(ctx, progress)
 
 
-def _run_check(ctx: AuditContext, name: str) -> CheckResult:
-    check = CHECKS.get(name)()
-    needs = check.needs
+# what the audit itself reads: each model's accuracy on its members and on test
+_DESCRIBE_READS = (
+    Read("forget"),
+    Read("retain"),
+    Read("test"),
+    Read("population", models="shadows"),
+    Read("test", models="shadows"),
+)
+
+
+def _planned_reads(
+    ctx: AuditContext, names: list[str]
+) -> list[tuple[LoadedModel, np.ndarray, View]]:
+    """Every (model, ids, view) the checks that will run declare, and the audit's own."""
+    reads = list(_DESCRIBE_READS)
+    for name in names:
+        check = CHECKS.get(name)
+        if _unmet(ctx, name, check.needs) is None:
+            reads.extend(check.needs.reads)
+    models = {
+        "audited": [model for _, model in ctx.roles()],
+        "original": [ctx.original],
+        "shadows": ctx.shadows.models if ctx.shadows is not None else [],
+    }
+    planned = []
+    for read in dict.fromkeys(reads):
+        if read.view == "trigger" and ctx.trigger is None:
+            continue
+        for split in read.splits(ctx.splits.names(), ctx.splits.request.kind):
+            ids = ctx.splits.get(split)
+            for model in models[read.models]:
+                planned.append((model, ids, cast(View, read.view)))
+    return planned
+
+
+def _unmet(ctx: AuditContext, name: str, needs: Needs) -> CheckResult | None:
+    """The N/A result of a check whose needs the audit cannot meet, else ``None``."""
     for what, wanted, present in (
         ("shadows", needs.shadows, ctx.shadows is not None),
         ("references", needs.references, bool(ctx.references)),
@@ -554,6 +590,14 @@ def _run_check(ctx: AuditContext, name: str) -> CheckResult:
             "no backdoor trigger: train the original with --backdoor or give --trigger",
             cause="not_applicable",
         )
+    return None
+
+
+def _run_check(ctx: AuditContext, name: str) -> CheckResult:
+    check = CHECKS.get(name)()
+    unmet = _unmet(ctx, name, check.needs)
+    if unmet is not None:
+        return unmet
     try:
         return check.run(ctx)
     except UnlearnAuditError as exc:

@@ -14,6 +14,7 @@ from unlearn_audit.functional.mia import (
     ShokriAttack,
     TprAtFpr,
     auc,
+    auc_along,
     fit_shokri_attack,
     lira_offline_scores,
     logit_confidence,
@@ -41,6 +42,25 @@ def test_auc_matches_brute_force_pair_count(seed: int) -> None:
     assert auc(members, nonmembers) == pytest.approx(
         _pair_count_auc(members, nonmembers), abs=1e-12
     )
+
+
+def test_auc_along_an_axis_and_its_bootstrap_equal_the_plain_ones() -> None:
+    from unlearn_audit.functional.stats import bootstrap_interval
+
+    rng = np.random.default_rng(3)
+    members = np.round(rng.normal(0.4, 1.0, size=(4, 57)), 1)  # ties
+    nonmembers = np.round(rng.normal(0.0, 1.0, size=(4, 41)), 1)
+    assert auc_along(members, nonmembers) == pytest.approx(
+        [auc(m, n) for m, n in zip(members, nonmembers, strict=True)], abs=1e-12
+    )
+    assert auc_along(members.T, nonmembers.T, axis=0) == pytest.approx(
+        auc_along(members, nonmembers), abs=1e-12
+    )
+    plain = bootstrap_interval(auc, members[0], nonmembers[0], n_resamples=150, seed=4)
+    fast = bootstrap_interval(
+        auc_along, members[0], nonmembers[0], n_resamples=150, seed=4, vectorized=True
+    )
+    assert fast == pytest.approx(plain, abs=1e-12) and fast[0] < fast[1]
 
 
 def test_auc_matches_sklearn() -> None:

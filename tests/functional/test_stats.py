@@ -133,6 +133,15 @@ def test_bootstrap_matches_scipy_percentile_interval() -> None:
     assert low <= np.median(values) <= high
 
 
+def test_a_vectorised_statistic_gives_the_same_interval() -> None:
+    values = np.random.default_rng(5).exponential(size=333)  # more than one batch of resamples
+    plain = bootstrap_interval(np.mean, values, n_resamples=250, seed=1)
+    assert bootstrap_interval(np.mean, values, n_resamples=250, seed=1, vectorized=True) == (
+        pytest.approx(plain, abs=1e-12)
+    )
+    assert plain != bootstrap_interval(np.mean, values, n_resamples=250, seed=2, vectorized=True)
+
+
 def test_bootstrap_two_samples_difference_of_means() -> None:
     rng = np.random.default_rng(4)
     a, b = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.0, 200)

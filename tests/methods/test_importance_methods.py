@@ -421,7 +421,10 @@ def test_fisher_masking_on_random_samples_needs_the_fine_tune(
         "fisher-masking", original, digits, sample_splits, hyperparameters={"finetune_epochs": 2}
     ).model
     tuned_acc = accuracy(tuned.module, digits, sample_splits.test)
-    assert tuned_acc >= max(masked_acc, before - 0.1)
+    # two epochs win back a clear part of it (+0.09 to +0.21 over method seeds and originals
+    # trained on one or two threads), though not always all of it
+    assert tuned_acc >= masked_acc + 0.05
+    assert tuned_acc >= before - 0.2
 
 
 # --- Fisher forgetting ----------------------------------------------------------------------

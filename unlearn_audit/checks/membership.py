@@ -282,12 +282,12 @@ def _roc_points(members: np.ndarray, nonmembers: np.ndarray) -> Roc:
 
 
 def _attack_result(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> AttackResult:
-    from unlearn_audit.functional.mia import auc, tpr_at_fpr
+    from unlearn_audit.functional.mia import auc, auc_along, tpr_at_fpr
     from unlearn_audit.functional.stats import bootstrap_interval
 
     value = auc(members, nonmembers)
     low, high = bootstrap_interval(
-        auc, members, nonmembers, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed
+        auc_along, members, nonmembers, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed, vectorized=True
     )
     tpr_at = {}
     for fpr in FPRS:
@@ -301,6 +301,11 @@ def _finite_fields(values: dict[str, Any]) -> dict[str, Any]:
     return {
         k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()
     }
+
+
+# fitted Shokri attacks of this process, oldest first (key: see MembershipCheck._fit_shokri)
+_SHOKRI_ATTACKS: dict[tuple[Any, ...], Any] = {}
+_SHOKRI_CACHE_SIZE = 4
 
 
 @register_check
@@ -361,6 +366,30 @@ class MembershipCheck(Check):
         return CheckResult(name=self.name, evidence=evidence, notes=notes)
 
     def _fit_shokri(self, ctx: AuditContext) -> Any:
+        """The Shokri attack of the shadow bank, fitted once per process for the same shadows,
+        population, seed and device (the demo audits every method against one bank)."""
+        from unlearn_audit._hashing import fingerprint_ids
+
+        bank = ctx.shadows
+        assert bank is not None
+        key = (
+            tuple(
+                (m.fingerprint, fingerprint_ids(ids))
+                for m, ids in zip(bank.models, bank.in_ids, strict=True)
+            ),
+            ctx.dataset.fingerprint,
+            ctx.splits.fingerprints["population"],
+            ctx.dataset.num_classes,
+            ctx.config.seed,
+            ctx.device.type,
+        )
+        if key not in _SHOKRI_ATTACKS:
+            while len(_SHOKRI_ATTACKS) >= _SHOKRI_CACHE_SIZE:
+                _SHOKRI_ATTACKS.pop(next(iter(_SHOKRI_ATTACKS)))
+            _SHOKRI_ATTACKS[key] = self._fit_shokri_now(ctx)
+        return _SHOKRI_ATTACKS[key]
+
+    def _fit_shokri_now(self, ctx: AuditContext) -> Any:
         from unlearn_audit.functional.mia import fit_shokri_attack, shokri_features
 
         bank = ctx.shadows

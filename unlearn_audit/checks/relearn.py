@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
-from unlearn_audit.evidence import Evidence, Table, label
+from unlearn_audit.evidence import Evidence, Read, Table, label
 from unlearn_audit.figures import colour, new_figure, style
 from unlearn_audit.recipe import Recipe
 
@@ -223,12 +223,15 @@ class RelearnEvidence(Evidence):
 class RelearnCheck(Check):
     name = "relearn"
     description = "fine-tuning steps until the forgotten behaviour returns, vs the reference"
-    needs = Needs(references=True, training=True)
+    needs = Needs(
+        references=True,
+        training=True,
+        reads=(Read("forget", models="original"), Read("unseen_forget", models="original")),
+    )
     evidence = RelearnEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
         from unlearn_audit.functional.relearn import relearn_time
-        from unlearn_audit.loop import accuracy
 
         rng = np.random.default_rng(ctx.config.seed)
         forget = ctx.splits.forget
@@ -246,7 +249,11 @@ class RelearnCheck(Check):
             replace=False,
         )
         train_ids = np.concatenate([relearn_ids, retain])
-        target = THRESHOLD * accuracy(ctx.original.module, ctx.dataset, eval_ids)
+        # the original's accuracy on them, from the audit's one pass (a slice of forget or of
+        # the forgotten classes' test samples)
+        held_out = "test_forget_class" if ctx.is_class_request else "forget"
+        source = ctx.outputs(ctx.original, held_out)
+        target = THRESHOLD * float(np.mean(source.correct[np.isin(source.ids, eval_ids)]))
         models = {"unlearned": ctx.unlearned, "reference": ctx.references[0]}
         evidence = RelearnEvidence(
             threshold=target,

@@ -45,10 +45,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scope = "class" if request.kind == "class" else "sample"
     chosen = chosen_methods(args.methods, scope)
     start = time.perf_counter()
-    # the update log that `amnesiac` needs (logging leaves the training as it is)
-    recorder = UpdateRecorder()
+    # the update log that `amnesiac` needs: a logged run (logging leaves the training as it
+    # is, but the store keeps no logs), else the store's model
+    recorder = UpdateRecorder() if "amnesiac" in chosen else None
     original = train_classifier(
-        dataset, arch="small-cnn", device=device, update_log=recorder, progress=not args.quiet
+        dataset,
+        arch="small-cnn",
+        device=device,
+        store=None if recorder is not None else store,
+        update_log=recorder,
+        progress=not args.quiet,
     )
     save_checkpoint(original, out / "original.safetensors")
     originals: dict[str, Any] = {name: original for name in chosen}
@@ -73,8 +79,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     subjects: dict[str, Any] = {"no-unlearning": original}
     methods = [(name, METHOD_PLUGINS.get(name)) for name in chosen]
     with tempfile.TemporaryDirectory() as folder:
-        assert recorder.log is not None
-        log = save_update_log(recorder.log, Path(folder) / "original.updates.safetensors")
+        log = (
+            save_update_log(recorder.log, Path(folder) / "original.updates.safetensors")
+            if recorder is not None and recorder.log is not None
+            else None
+        )
         for name, spec in tqdm(methods, desc="unlearn", disable=None if not args.quiet else True):
             result = spec.apply(
                 originals[name],

@@ -95,9 +95,17 @@ def auc(member_scores: Any, nonmember_scores: Any) -> float:
         The probability that a random member scores above a random non-member; 0.5 is chance.
     """
     members, nonmembers = _scores(member_scores, nonmember_scores)
-    ranks = rankdata(np.concatenate([members, nonmembers]))
-    u = ranks[: members.size].sum() - members.size * (members.size + 1) / 2
-    return float(u / (members.size * nonmembers.size))
+    return float(auc_along(members, nonmembers))
+
+
+def auc_along(members: np.ndarray, nonmembers: np.ndarray, axis: int = -1) -> Any:
+    """:func:`auc` of score arrays stacked along other axes (``(..., M)`` and ``(..., N)``),
+    reducing ``axis``: the vectorised statistic of a bootstrap (unchecked; finite scores)."""
+    members, nonmembers = np.moveaxis(members, axis, -1), np.moveaxis(nonmembers, axis, -1)
+    m, n = members.shape[-1], nonmembers.shape[-1]
+    ranks = rankdata(np.concatenate([members, nonmembers], axis=-1), axis=-1)
+    u = ranks[..., :m].sum(axis=-1) - m * (m + 1) / 2
+    return u / (m * n)
 
 
 @dataclass(frozen=True)

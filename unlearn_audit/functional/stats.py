@@ -148,12 +148,17 @@ def proportion(
     return Proportion(value=value, low=low, high=high, successes=k, total=n, method=method)
 
 
+# resamples evaluated at once by a vectorised statistic (bounds memory on large samples)
+BOOTSTRAP_BATCH = 100
+
+
 def bootstrap_interval(
     statistic: Callable[..., Any],
     *samples: Any,
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    vectorized: bool = False,
 ) -> tuple[float, float]:
     """Seeded percentile bootstrap interval of ``statistic(*samples)``.
 
@@ -166,11 +171,14 @@ def bootstrap_interval(
     sample gives ``(nan, nan)``.
 
     Args:
-        statistic: Function of the samples returning a scalar; called unvectorised.
+        statistic: Function of the samples returning a scalar; with ``vectorized`` it also
+            takes ``axis`` and reduces resamples stacked along it (``np.mean`` does), which
+            gives the same interval as the unvectorised call in a fraction of the time.
         *samples: One or more 1-D arrays ``(N_i,)``.
         n_resamples: Number of bootstrap resamples.
         confidence: Confidence level in (0, 1).
         seed: Seed of the resampling generator.
+        vectorized: ``statistic`` accepts ``axis`` (see above).
 
     Returns:
         ``(low, high)``.
@@ -197,7 +205,9 @@ def bootstrap_interval(
         tuple(arrays),
         statistic,
         n_resamples=n_resamples,
-        vectorized=False,
+        vectorized=vectorized,
+        # batches bound memory; with several samples they would change the draws' order
+        batch=BOOTSTRAP_BATCH if vectorized and len(arrays) == 1 else None,
         paired=False,
         confidence_level=level,
         method="percentile",
@@ -227,7 +237,7 @@ def mean_with_interval(
     if array.size == 0:
         return math.nan, math.nan, math.nan
     low, high = bootstrap_interval(
-        np.mean, array, n_resamples=n_resamples, confidence=confidence, seed=seed
+        np.mean, array, n_resamples=n_resamples, confidence=confidence, seed=seed, vectorized=True
     )
     return float(np.mean(array)), low, high
 
