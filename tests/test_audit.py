@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,6 +103,39 @@ def masked(original: LoadedModel) -> LoadedModel:
     return wrap_model(
         MaskedLogits(original.module.net, (3,)), original.info, original.normalization
     )
+
+
+@dataclass(frozen=True)
+class ClassAudit:
+    """The digits class-3 setting the audit tests share: models, request and store."""
+
+    digits: Dataset
+    splits: Splits
+    original: LoadedModel
+    retrained: LoadedModel
+    masked: LoadedModel
+    store: Store
+
+    def arguments(self) -> dict[str, Any]:
+        """audit()'s arguments but ``unlearned``."""
+        return {
+            "original": self.original,
+            "dataset": self.digits,
+            "request": self.splits,
+            "store": self.store,
+        }
+
+
+@pytest.fixture(scope="module")
+def setting(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    masked: LoadedModel,
+    store: Store,
+) -> ClassAudit:
+    return ClassAudit(digits, class_splits, original, retrained, masked, store)
 
 
 E = TypeVar("E", bound=Evidence)
@@ -301,33 +335,12 @@ def test_divergence_and_saliency_yardsticks(
         assert np.asarray(grid.maps["original"]).shape == (4, 8, 8)
 
 
-def test_second_audit_trains_nothing(
-    digits: Dataset,
-    class_splits: Splits,
-    original: LoadedModel,
-    retrained: LoadedModel,
-    masked: LoadedModel,
-    store: Store,
-) -> None:
+def test_second_audit_trains_nothing(setting: ClassAudit) -> None:
     checks = ["accuracy", "membership"]
-    audit(
-        original=original,
-        unlearned=retrained,
-        dataset=digits,
-        request=class_splits,
-        checks=checks,
-        store=store,
-    )
-    misses = store.misses
-    second = audit(
-        original=original,
-        unlearned=masked,
-        dataset=digits,
-        request=class_splits,
-        checks=checks,
-        store=store,
-    )
-    assert store.misses == misses, "references and shadows come from the store"
+    audit(**setting.arguments(), unlearned=setting.retrained, checks=checks)
+    misses = setting.store.misses
+    second = audit(**setting.arguments(), unlearned=setting.masked, checks=checks)
+    assert setting.store.misses == misses, "references and shadows come from the store"
     assert second.config["models_built"] == {
         "trained": 0,
         "reused": 5,
@@ -337,13 +350,7 @@ def test_second_audit_trains_nothing(
 
 
 def test_the_shokri_attack_of_a_shadow_bank_is_fitted_once_per_process(
-    digits: Dataset,
-    class_splits: Splits,
-    original: LoadedModel,
-    retrained: LoadedModel,
-    masked: LoadedModel,
-    store: Store,
-    monkeypatch: pytest.MonkeyPatch,
+    setting: ClassAudit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from unlearn_audit.checks import membership
     from unlearn_audit.functional import mia
@@ -359,29 +366,17 @@ def test_the_shokri_attack_of_a_shadow_bank_is_fitted_once_per_process(
     monkeypatch.setattr(membership, "_SHOKRI_ATTACKS", {})
 
     def shokri(unlearned: LoadedModel) -> AttackResult:
-        result = audit(**common, unlearned=unlearned, checks=["membership"])
+        result = audit(**setting.arguments(), unlearned=unlearned, checks=["membership"])
         return _evidence(result, "membership", MembershipEvidence).attacks["shokri"]["unlearned"]
 
-    common: dict[str, Any] = {
-        "original": original,
-        "dataset": digits,
-        "request": class_splits,
-        "store": store,
-    }
-
-    first = shokri(retrained)
-    assert shokri(masked) != first and fits == [0], "the second audit reuses the fitted attack"
+    first = shokri(setting.retrained)
+    assert shokri(setting.masked) != first and fits == [0], "the second audit reuses the attack"
     monkeypatch.setattr(membership, "_SHOKRI_ATTACKS", {})
-    assert shokri(retrained) == first and fits == [0, 0], "the cached attack is the one refitted"
+    assert shokri(setting.retrained) == first and fits == [0, 0], "the cached one is the refit"
 
 
 def test_no_sample_goes_through_a_model_twice_in_one_view(
-    digits: Dataset,
-    class_splits: Splits,
-    original: LoadedModel,
-    masked: LoadedModel,
-    store: Store,
-    monkeypatch: pytest.MonkeyPatch,
+    setting: ClassAudit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every check of a standard class-request audit (test_forget_class is part of test, forget
     is read by five checks): each (model, view) has one pass, over the union of what the plan
@@ -402,19 +397,98 @@ def test_no_sample_goes_through_a_model_twice_in_one_view(
 
     monkeypatch.setattr(outputs.OutputCollector, "__init__", spy_init)
     monkeypatch.setattr(outputs.OutputCollector, "_collect", spy_collect)
-    audit(original=original, unlearned=masked, dataset=digits, request=class_splits, store=store)
+    audit(**setting.arguments(), unlearned=setting.masked)
     (collector,) = collectors
     assert collector.unplanned == [], "every read was announced"
     plan = collector.planned()
-    assert set(forwarded) == set(plan)
+    # each (model, view) of the plan is forwarded once, or read from the store (the models
+    # that do not change between audits, when an earlier test stored them), never both
+    assert set(forwarded) | set(collector.loaded) == set(plan)
+    assert not set(forwarded) & set(collector.loaded)
     for key, passes in forwarded.items():
         assert len(passes) == 1, f"{key} ran {len(passes)} passes"
         assert len(np.unique(passes[0])) == len(passes[0])
         assert np.array_equal(passes[0], plan[key]), "the pass covers the plan, nothing more"
-    models = {fingerprint for fingerprint, _ in forwarded}
+    for key, samples in collector.loaded.items():
+        assert samples == len(plan[key])
+    assert {fp for fp, _ in forwarded} >= {setting.masked.fingerprint}
+    models = {fingerprint for fingerprint, _ in plan}
     assert len(models) == 2 + 1 + 4  # original, unlearned, reference, 4 shadows
-    clean = plan[(original.fingerprint, "clean")]
-    assert set(class_splits.test_forget_class) <= set(class_splits.test) <= set(clean)
+    clean = plan[(setting.original.fingerprint, "clean")]
+    assert set(setting.splits.get("test_forget_class")) <= set(setting.splits.test) <= set(clean)
+
+
+def test_a_second_audit_forwards_only_the_unlearned_model(
+    setting: ClassAudit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original's, the reference's and the shadows' outputs come from the store; what is
+    judged is the same as when every output is computed afresh."""
+    from unlearn_audit import outputs
+
+    common = setting.arguments()
+    audit(**common, unlearned=setting.retrained)  # the outputs of the models that stay are stored
+    forwarded: set[str] = set()
+    real_collect = outputs.OutputCollector._collect
+
+    def spy_collect(self, model, ids, view):  # type: ignore[no-untyped-def]
+        forwarded.add(model.fingerprint)
+        return real_collect(self, model, ids, view)
+
+    monkeypatch.setattr(outputs.OutputCollector, "_collect", spy_collect)
+    warm = audit(**common, unlearned=setting.masked)
+    assert forwarded == {setting.masked.fingerprint}
+    counts = warm.config["outputs"]
+    assert counts["from_store"] > 3 * counts["forwarded"] > 0  # 7762 and 2091 samples
+    # the same audit with every output computed afresh (models still from the store)
+    with monkeypatch.context() as fresh:
+        fresh.setattr(
+            Store,
+            "get_or_compute_arrays",
+            lambda self, kind, parts, compute: (*compute(), False),
+        )
+        cold = audit(**common, unlearned=setting.masked)
+    assert cold.config["outputs"]["from_store"] == 0
+    assert [v.status for v in warm.verdicts] == [v.status for v in cold.verdicts]
+    for name, check in warm.checks.items():
+        if name != "efficiency":  # wall-clock seconds
+            assert check.evidence == cold.checks[name].evidence, name
+
+
+def test_the_plan_says_what_will_be_trained_and_forwarded_without_doing_it(
+    setting: ClassAudit, tmp_path: Path
+) -> None:
+    from unlearn_audit.pipeline import plan_audit
+
+    common = setting.arguments()
+    store = common.pop("store")
+    class_splits = setting.splits
+    # an empty store: everything is to train, and planning trains and writes nothing
+    cold = plan_audit(**common, unlearned=setting.masked, store=Store(tmp_path / "empty"))
+    assert [(job.role, job.stored) for job in cold.training] == [("reference", False)] + [
+        ("shadow", False)
+    ] * 4
+    assert cold.training[0].samples == len(class_splits.retain)
+    roles = {p.role: p.stored for p in cold.passes}
+    assert roles["reference"] is None and roles["shadow_1"] is None and roles["original"] is False
+    assert not (tmp_path / "empty").exists()
+    assert all(why == "" for name, why in cold.checks.items() if name != "backdoor")
+    assert "no backdoor trigger" in cold.checks["backdoor"]
+    # after an audit against this original only the new unlearned model is left to forward
+    audit(**common, unlearned=setting.retrained, store=store)
+    warm = plan_audit(**common, unlearned=setting.masked, store=store)
+    assert not warm.to_train and all(job.stored for job in warm.training)
+    assert {p.role for p in warm.passes if not p.stored} == {"unlearned"}
+    clean = next(p for p in warm.passes if (p.role, p.view) == ("original", "clean"))
+    assert clean.samples == len(
+        np.unique(np.concatenate([class_splits.get(n) for n in class_splits.names()]))
+    )
+    result = audit(**common, unlearned=setting.masked, store=store)
+    assert result.config["outputs"]["forwarded"] == warm.to_forward, "the plan is what ran"
+    assert "1 models to train" not in warm.describe() and "unlearned" in warm.describe()
+    with pytest.raises(ConfigError, match="plan_audit takes the arguments of audit"):
+        plan_audit(**common, unlearned=setting.masked, store=store, colour="red")
+    with pytest.raises(ConfigError, match="`inference_batch_size` must be an integer >= 1"):
+        plan_audit(**common, unlearned=setting.masked, store=store, inference_batch_size=0)
 
 
 def test_not_applicable_paths(

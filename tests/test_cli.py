@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -461,6 +462,20 @@ def test_audit_end_to_end_on_trained_checkpoints(
     assert main(["report", "missing.json"]) == 1
     assert "does not exist" in capsys.readouterr().err
 
+    # the plan of the next audit: the reference is stored, so are the original's outputs
+    plan = [*argv, "--unlearned", "original.safetensors", "--out", "planned", "--plan"]
+    assert main(plan) == 0
+    out = capsys.readouterr().out
+    assert "training: 0 models to train, 1 in the store" in out
+    assert "  reference  seed 0" in out and "stored" in out and "checks that run:" in out
+    assert not (workdir / "planned").exists(), "a plan writes nothing"
+    assert main([*plan, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["to_train"] == 0 and summary["training"][0]["role"] == "reference"
+    assert {p["role"] for p in summary["passes"]} == {"original", "unlearned", "reference"}
+    assert main([*plan, "--inference-batch-size", "0"]) == 1
+    assert "`--inference-batch-size` must be an integer >= 1" in capsys.readouterr().err
+
     assert main([*argv, "--unlearned", "original.safetensors", "--out", "bad", "--no-pdf"]) == 3
     assert "forgotten            FAIL" in capsys.readouterr().out
     assert not AuditResult.load(workdir / "bad" / "result.json").passed
@@ -670,9 +685,14 @@ def test_train_erm_and_unlearn_with_erm_ktp(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--erm at training time (the digits recipe), then `unlearn` with erm-ktp."""
-    assert main(["train", "--erm", "--out", "e.safetensors", "--quiet", "--no-cache"]) == 0
+    # the session's store: the ERM original of the methods' tests and the demo's
+    assert main(["train", "--erm", "--out", "e.safetensors", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "trained small-cnn with the ERM mask layer on digits" in out
+    assert "small-cnn with the ERM mask layer on digits" in out
+    assert main(["train", "--erm", "--out", "e.safetensors", "--quiet"]) == 0
+    again = capsys.readouterr().out
+    assert "loaded small-cnn with the ERM mask layer on digits" in again
+    assert "from the store (trained earlier with the same data, recipe and seed)" in again
     assert "ERM mask G (10 classes x 64 channels): CSI" in out and "warning" not in out
     model = load_checkpoint(workdir / "e.safetensors")
     assert model.info.arch == "erm" and model.info.arch_kwargs == {

@@ -204,3 +204,99 @@ def _relearn(result: AuditResult) -> RelearnEvidence:
     evidence = result.checks["relearn"].evidence
     assert isinstance(evidence, RelearnEvidence), result.checks["relearn"].reason
     return evidence
+
+
+def test_outputs_of_kept_models_are_stored_checked_and_rebuilt(
+    digits: Dataset, quick_model: LoadedModel, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from unlearn_audit.outputs import OutputCollector
+
+    store = Store(tmp_path)
+    ids = np.sort(digits.heldout_ids[:60])
+
+    def collect(store: Store, keep: bool = True) -> OutputCollector:
+        collector = OutputCollector(digits, store=store)
+        collector.keep = {quick_model.fingerprint} if keep else set()
+        collector.plan([(quick_model, ids, "clean")])
+        collector.get(quick_model, ids, "fp")
+        return collector
+
+    first = collect(store)
+    assert sum(first.forwarded.values()) == 60 and not first.loaded
+    (entry,) = (tmp_path / "outputs").rglob("*.safetensors")
+    again = collect(store)
+    assert not again.forwarded and again.loaded == {(quick_model.fingerprint, "clean"): 60}
+    np.testing.assert_array_equal(
+        again.get(quick_model, ids, "fp").logits, first.get(quick_model, ids, "fp").logits
+    )
+    np.testing.assert_array_equal(
+        again.get(quick_model, ids, "fp").features, first.get(quick_model, ids, "fp").features
+    )
+    # another view, another batch size or a model not kept: not the stored entry
+    assert sum(collect(store, keep=False).forwarded.values()) == 60
+    # a damaged entry is reported, computed again and replaced
+    data = bytearray(entry.read_bytes())
+    data[-5] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    with pytest.warns(CacheWarning, match="does not match the hash"):
+        rebuilt = collect(store)
+    assert sum(rebuilt.forwarded.values()) == 60
+    assert not collect(store).forwarded, "the rebuilt entry is intact"
+    # a store that is off keeps nothing
+    off = tmp_path / "off"
+    assert sum(collect(Store(off, enabled=False)).forwarded.values()) == 60
+    assert not off.exists()
+
+
+def _fake_entries(root: Path) -> dict[str, Path]:
+    import os
+
+    files = {
+        "old_model": root / "models" / "aa" / "a.safetensors",
+        "new_model": root / "models" / "bb" / "b.safetensors",
+        "outputs": root / "outputs" / "cc" / "c.safetensors",
+        "curve": root / "relearn_curves" / "dd" / "d.json",
+    }
+    for age, path in enumerate(reversed(list(files.values()))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (1_000_000.0 - age * 86400, 1_000_000.0 - age * 86400))
+    (root / "locks").mkdir()
+    (root / "locks" / "a.lock").write_text("")
+    return files
+
+
+def test_prune_by_age_then_least_recently_used_first(tmp_path: Path) -> None:
+    files = _fake_entries(tmp_path)
+    store = Store(tmp_path)
+    listed = store.entries()
+    assert [e.path for e in listed] == list(files.values())  # oldest use first, no locks
+    assert {e.kind for e in listed} == {"models", "outputs", "relearn_curves"}
+    removed = store.prune(older_than=2.5 * 86400, now=1_000_000.0)
+    assert [e.path for e in removed] == [files["old_model"]]
+    assert not files["old_model"].exists() and files["new_model"].exists()
+    removed = store.prune(max_bytes=1500)
+    assert [e.path for e in removed] == [files["new_model"], files["outputs"]]
+    assert [e.path for e in store.entries()] == [files["curve"]]
+
+
+def test_store_verb_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from unlearn_audit.cli import main
+
+    _fake_entries(tmp_path)
+    assert main(["store", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "models" in out and "2 entries" in out and "outputs" in out and "3.9 KiB" in out
+    assert main(["store", "--cache-dir", str(tmp_path), "--max-size", "2K", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["removed"] == {"entries": 2, "bytes": 2000} and summary["bytes"] == 2000
+    with pytest.raises(SystemExit) as info:
+        main(["store", "--cache-dir", str(tmp_path), "--max-size", "lots"])
+    assert info.value.code == 2
+    assert "expected a size such as 500M or 2G, got 'lots'" in capsys.readouterr().err
+    assert main(["store", "--cache-dir", str(tmp_path), "--older-than", "-1"]) == 1
+    assert "`--older-than` must be a number of days >= 0." in capsys.readouterr().err

@@ -17,10 +17,13 @@ flip, centre crop of 90% resized back) and the backdoor trigger.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -32,6 +35,9 @@ from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, logits_agree
 from unlearn_audit.models.layers import LayerInfo, LayerRecorder, find_layers
+
+if TYPE_CHECKING:
+    from unlearn_audit.store import Store
 
 View = Literal["clean", "hflip", "vflip", "crop90", "trigger"]
 TTA_VIEWS: tuple[View, ...] = ("hflip", "vflip", "crop90")
@@ -75,6 +81,25 @@ class Outputs:
     logits: np.ndarray
     features: np.ndarray | None
     channels: np.ndarray | None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fields as named arrays (the store's form; absent layers are left out)."""
+        fields = {"ids": self.ids, "labels": self.labels, "logits": self.logits}
+        if self.features is not None:
+            fields["features"] = self.features
+        if self.channels is not None:
+            fields["channels"] = self.channels
+        return fields
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Outputs:
+        return cls(
+            ids=arrays["ids"],
+            labels=arrays["labels"],
+            logits=arrays["logits"],
+            features=arrays.get("features"),
+            channels=arrays.get("channels"),
+        )
 
     def take(self, ids: np.ndarray) -> Outputs:
         """The rows of ``ids`` (each must be among ``self.ids``, which are sorted), in order."""
@@ -144,8 +169,13 @@ class OutputCollector:
         trigger: Trigger | None = None,
         conv_layer: str | None = None,
         feature_layer: str | None = None,
+        store: Store | None = None,
     ) -> None:
         self.dataset = dataset
+        self.store = store
+        # fingerprints of the models whose outputs go into the store (those that do not
+        # change between audits: the original, references, shadows)
+        self.keep: set[str] = set()
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.trigger = trigger
@@ -155,6 +185,8 @@ class OutputCollector:
         self.passes: Counter[tuple[str, str, str]] = Counter()
         # (model fingerprint, view) -> samples forwarded through it
         self.forwarded: Counter[tuple[str, str]] = Counter()
+        # (model fingerprint, view) -> samples whose outputs came from the store
+        self.loaded: Counter[tuple[str, str]] = Counter()
         # reads the plan did not announce: (model fingerprint, ids fingerprint, view)
         self.unplanned: list[tuple[str, str, str]] = []
         self._planned: dict[tuple[str, str], np.ndarray] = {}
@@ -201,6 +233,43 @@ class OutputCollector:
         return self._cache[key]
 
     def _pass(self, model: LoadedModel, ids: np.ndarray, fingerprint: str, view: View) -> Outputs:
+        """One pass of ``model`` over ``ids``, or its outputs from the store if kept there."""
+        if self.store is None or model.fingerprint not in self.keep:
+            return self._forward(model, ids, fingerprint, view)
+
+        def compute() -> tuple[dict[str, np.ndarray], dict[str, str]]:
+            out = self._forward(model, ids, fingerprint, view)
+            reason = self.unreadable.get(model.fingerprint)
+            return out.arrays(), ({"unreadable": reason} if reason else {})
+
+        arrays, notes, stored = self.store.get_or_compute_arrays(
+            "outputs", self.entry(model, fingerprint, view), compute
+        )
+        if stored:
+            self.loaded[(model.fingerprint, view)] += len(ids)
+            if "unreadable" in notes:
+                self.unreadable[model.fingerprint] = notes["unreadable"]
+        return Outputs.from_arrays(arrays)
+
+    def entry(self, model: LoadedModel, fingerprint: str, view: View) -> dict[str, Any]:
+        """Everything stored outputs depend on: weights, data, ids, view, layers read, batch
+        size, device kind and the code that reads them."""
+        return {
+            "model": model.fingerprint,
+            "dataset": self.dataset.fingerprint,
+            "ids": fingerprint,
+            "view": view,
+            "trigger": self.trigger.to_dict() if view == "trigger" and self.trigger else None,
+            "conv_layer": self.conv_layer,
+            "feature_layer": self.feature_layer,
+            "batch_size": self.batch_size,
+            "device": self.device.type,
+            "code": collector_version(),
+        }
+
+    def _forward(
+        self, model: LoadedModel, ids: np.ndarray, fingerprint: str, view: View
+    ) -> Outputs:
         self.passes[(model.fingerprint, fingerprint, view)] += 1
         self.forwarded[(model.fingerprint, view)] += len(ids)
         return self._collect(model, ids, view)
@@ -256,6 +325,18 @@ class OutputCollector:
             features=_stack(features) if features and readable else None,
             channels=_stack(channels) if channels and readable else None,
         )
+
+
+@functools.cache
+def collector_version() -> str:
+    """Fingerprint of the code that computes outputs (this module, the layer recorder, model
+    loading): part of every stored output's key."""
+    from unlearn_audit.models import checkpoints, layers
+
+    digest = hashlib.sha256()
+    for module in (__file__, layers.__file__, checkpoints.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _stack(parts: list[torch.Tensor], empty: tuple[int, int] = (0, 0)) -> np.ndarray:

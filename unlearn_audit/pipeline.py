@@ -7,11 +7,13 @@ outputs once, run the checks, judge the evidence against the policy.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
@@ -20,6 +22,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import unlearn_audit
+from unlearn_audit._hashing import fingerprint_ids
+from unlearn_audit._validation import check_positive_int
 from unlearn_audit.checks import CHECKS, CheckResult, Needs
 from unlearn_audit.context import AuditConfig, AuditContext, Missing, ShadowBank
 from unlearn_audit.data.datasets import Dataset, Normalization
@@ -29,9 +33,10 @@ from unlearn_audit.errors import ConfigError, UnlearnAuditError
 from unlearn_audit.evidence import Read, reference_role
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, load_checkpoint
 from unlearn_audit.outputs import OutputCollector, View
+from unlearn_audit.plan import AuditPlan, PlannedPass, PlannedTraining
 from unlearn_audit.policy import Policy, judge
 from unlearn_audit.results import DEFAULT_RECIPE_NOTE, AuditResult
-from unlearn_audit.store import Store
+from unlearn_audit.store import NotStored, Store
 from unlearn_audit.train import (
     Recipe,
     default_recipe,
@@ -181,18 +186,43 @@ def _train_like_original(
     )
 
 
-def _build_references(ctx: AuditContext, progress: bool) -> None:
+def _train_or_plan(
+    ctx: AuditContext,
+    member_ids: np.ndarray,
+    *,
+    role: str,
+    seed: int,
+    progress: bool,
+    jobs: list[PlannedTraining] | None,
+) -> LoadedModel | None:
+    """Train (or load) a model like the original; when planning (``jobs`` given) only look it
+    up in the store, record the job, and return the stored model or ``None``."""
+    if jobs is None:
+        return _train_like_original(ctx, member_ids, role=role, seed=seed, progress=progress)
+    planning = dataclasses.replace(ctx, store=ctx.store.lookup_only())
+    try:
+        model = _train_like_original(planning, member_ids, role=role, seed=seed, progress=False)
+    except NotStored:
+        model = None
+    jobs.append(PlannedTraining(role, seed, len(member_ids), model is not None, model))
+    return model
+
+
+def _build_references(
+    ctx: AuditContext, progress: bool, jobs: list[PlannedTraining] | None = None
+) -> None:
     for i in range(ctx.config.num_references or 0):
-        ctx.references.append(
-            _train_like_original(
-                ctx,
-                ctx.splits.retain,
-                role="reference",
-                seed=ctx.config.seed + i,
-                progress=progress,
-            )
+        model = _train_or_plan(
+            ctx,
+            ctx.splits.retain,
+            role="reference",
+            seed=ctx.config.seed + i,
+            progress=progress,
+            jobs=jobs,
         )
-    ctx.references_trained = True
+        if jobs is None and model is not None:
+            ctx.references.append(model)
+    ctx.references_trained = jobs is None
 
 
 def shadow_member_ids(population: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
@@ -210,14 +240,17 @@ def shadow_seed(seed: int, k: int) -> int:
     return seed + 1000 + k
 
 
-def _build_shadows(ctx: AuditContext, progress: bool) -> None:
+def _build_shadows(
+    ctx: AuditContext, progress: bool, jobs: list[PlannedTraining] | None = None
+) -> None:
     halves = shadow_member_ids(ctx.splits.population, ctx.config.num_shadows or 0, ctx.config.seed)
     seeds = [shadow_seed(ctx.config.seed, k) for k in range(len(halves))]
     models = [
-        _train_like_original(ctx, in_ids, role="shadow", seed=seed, progress=progress)
+        _train_or_plan(ctx, in_ids, role="shadow", seed=seed, progress=progress, jobs=jobs)
         for in_ids, seed in zip(halves, seeds, strict=True)
     ]
-    ctx.shadows = ShadowBank(models=models, in_ids=halves, seeds=seeds)
+    if jobs is None:  # a plan holds the stored ones in its jobs only
+        ctx.shadows = ShadowBank(models=[m for m in models if m], in_ids=halves, seeds=seeds)
 
 
 def _given_shadows(
@@ -301,6 +334,7 @@ def audit(
     conv_layer: str | None = None,
     feature_layer: str | None = None,
     device: str = "auto",
+    inference_batch_size: int | None = None,
     progress: bool = False,
     created: str | None = None,
     command_line: list[str] | None = None,
@@ -321,7 +355,9 @@ def audit(
         trigger: Backdoor trigger; default the one the original's checkpoint records.
         checks: Check names to run; default all.
         policy: Policy thresholds (a TOML path or a :class:`Policy`); default the built-in one.
-        store: Where trained references and shadows are kept; default the user's store.
+        store: Where trained references and shadows, and the outputs of the models that do
+            not change between audits (original, references, shadows), are kept; default the
+            user's store; ``Store.off()`` keeps nothing.
         seed: Seed of everything the audit trains or draws.
         num_references: References to train when none are given.
         num_shadows: Size of the shadow bank.
@@ -338,6 +374,7 @@ def audit(
         conv_layer: Convolution for Grad-CAM and channel relevance (default the last).
         feature_layer: Module whose output is the features (default the last Linear's input).
         device: ``auto``, ``cpu`` or ``cuda``.
+        inference_batch_size: Samples per forward pass (default 512 on CPU, 2048 on CUDA).
         progress: Progress bars for training.
         created: Timestamp written into the result (default now, UTC).
         command_line: The command line that ran the audit, for the record (the CLI passes it).
@@ -346,67 +383,13 @@ def audit(
         The :class:`AuditResult`; ``result.outcome`` is ``FAIL`` when a claim failed and
         ``INCONCLUSIVE`` when none failed but an applicable claim could not be judged.
     """
+    arguments = dict(locals())  # exactly the parameters: _prepare and plan_audit share them
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    config = AuditConfig(
-        profile=profile,
-        checks=tuple(checks) if checks is not None else None,
-        seed=seed,
-        num_references=num_references,
-        num_shadows=num_shadows,
-        device=device,
-    )
-    for name in config.checks or ():
-        CHECKS.get(name)  # an unknown name is a did-you-mean error
-    resolved_device = resolve_device(device)
-    policy = policy if isinstance(policy, Policy) else Policy.load(policy)
-    splits = (
-        request
-        if isinstance(request, Splits)
-        else make_splits(dataset, request, member_ids=member_ids)
-    )
-    original_model = _load(original, dataset, "original", normalization)
-    unlearned_model = _load(unlearned, dataset, "unlearned", normalization)
-    given = [_load(r, dataset, "reference", normalization) for r in references or []]
-    _check_models(
-        original_model,
-        {"unlearned": unlearned_model} | {reference_role(i): r for i, r in enumerate(given)},
-        splits,
-    )
-    shadow_bank = (
-        _given_shadows(shadows, original_model, dataset, splits, normalization)
-        if shadows is not None
-        else None
-    )
-    training_recipe, recipe_source = resolve_recipe(
-        original_model, dataset, recipe, override_recipe=override_recipe, arch=arch
-    )
-    trigger_spec = _trigger(original_model, trigger, dataset)
-    given_references = len(given)
-    ctx = AuditContext(
-        dataset=dataset,
-        splits=splits,
-        original=original_model,
-        unlearned=unlearned_model,
-        references=given,
-        shadows=shadow_bank,
-        trigger=trigger_spec,
-        config=config,
-        collector=OutputCollector(
-            dataset,
-            batch_size=config.batch_size,
-            device=resolved_device,
-            trigger=trigger_spec,
-            conv_layer=conv_layer,
-            feature_layer=feature_layer,
-        ),
-        store=store if store is not None else Store(),
-        device=resolved_device,
-        training_recipe=training_recipe,
-        recipe_source=recipe_source,
-        train_arch=(arch, dict(arch_kwargs or {})) if arch else None,
-    )
-    names = list(config.checks) if config.checks is not None else CHECKS.names()
+    ctx, policy = _prepare(arguments)
+    config, shadow_bank, given_references = ctx.config, ctx.shadows, len(ctx.references)
+    splits, resolved_device = ctx.splits, ctx.device
+    names = _check_names(config)
     needs = _needs(names)
     timings["load"] = time.perf_counter() - start
 
@@ -423,6 +406,9 @@ def audit(
     if _trained_with_default_recipe(ctx):
         ctx.notes.insert(0, default_recipe_note(ctx.recipe()))
 
+    # outputs of the models that do not change between audits are kept in the store
+    stable = [ctx.original, *ctx.references, *(ctx.shadows.models if ctx.shadows else [])]
+    ctx.collector.keep = {model.fingerprint for model in stable}
     ctx.collector.plan(_planned_reads(ctx, names))
 
     results: dict[str, CheckResult] = {}
@@ -442,6 +428,10 @@ def audit(
         | {
             "policy": policy.source,
             "models_built": built,
+            "outputs": {
+                "forwarded": sum(ctx.collector.forwarded.values()),
+                "from_store": sum(ctx.collector.loaded.values()),
+            },
             "recipe": ctx.recipe().to_dict(),
             "recipe_source": ctx.recipe_source,
         },
@@ -466,13 +456,146 @@ def audit(
     return result
 
 
+def _check_names(config: AuditConfig) -> list[str]:
+    return list(config.checks) if config.checks is not None else CHECKS.names()
+
+
+def _prepare(args: dict[str, Any]) -> tuple[AuditContext, Policy]:
+    """Everything an audit (or its plan) knows before it builds anything: options checked,
+    splits drawn, models loaded and checked, recipe and trigger resolved."""
+    a = SimpleNamespace(**args)
+    resolved_device = resolve_device(a.device)
+    batch_size = a.inference_batch_size
+    if batch_size is None:
+        batch_size = 2048 if resolved_device.type == "cuda" else 512
+    check_positive_int(batch_size, "inference_batch_size", minimum=1)
+    config = AuditConfig(
+        profile=a.profile,
+        checks=tuple(a.checks) if a.checks is not None else None,
+        seed=a.seed,
+        num_references=a.num_references,
+        num_shadows=a.num_shadows,
+        device=a.device,
+        batch_size=batch_size,
+    )
+    for name in config.checks or ():
+        CHECKS.get(name)  # an unknown name is a did-you-mean error
+    policy = a.policy if isinstance(a.policy, Policy) else Policy.load(a.policy)
+    dataset = a.dataset
+    splits = (
+        a.request
+        if isinstance(a.request, Splits)
+        else make_splits(dataset, a.request, member_ids=a.member_ids)
+    )
+    original = _load(a.original, dataset, "original", a.normalization)
+    unlearned = _load(a.unlearned, dataset, "unlearned", a.normalization)
+    given = [_load(r, dataset, "reference", a.normalization) for r in a.references or []]
+    _check_models(
+        original,
+        {"unlearned": unlearned} | {reference_role(i): r for i, r in enumerate(given)},
+        splits,
+    )
+    shadow_bank = (
+        _given_shadows(a.shadows, original, dataset, splits, a.normalization)
+        if a.shadows is not None
+        else None
+    )
+    training_recipe, recipe_source = resolve_recipe(
+        original, dataset, a.recipe, override_recipe=a.override_recipe, arch=a.arch
+    )
+    trigger_spec = _trigger(original, a.trigger, dataset)
+    store = a.store if a.store is not None else Store()
+    ctx = AuditContext(
+        dataset=dataset,
+        splits=splits,
+        original=original,
+        unlearned=unlearned,
+        references=given,
+        shadows=shadow_bank,
+        trigger=trigger_spec,
+        config=config,
+        collector=OutputCollector(
+            dataset,
+            batch_size=config.batch_size,
+            device=resolved_device,
+            trigger=trigger_spec,
+            conv_layer=a.conv_layer,
+            feature_layer=a.feature_layer,
+            store=store,
+        ),
+        store=store,
+        device=resolved_device,
+        training_recipe=training_recipe,
+        recipe_source=recipe_source,
+        train_arch=(a.arch, dict(a.arch_kwargs or {})) if a.arch else None,
+    )
+    return ctx, policy
+
+
+def plan_audit(**kwargs: Any) -> AuditPlan:
+    """What :func:`audit` would do with the same arguments, without training or running
+    anything: the references and shadow models it needs and which the store holds, its
+    forward passes (one per model and view, over the union of the samples read) and which
+    outputs are stored, the relearn probes, and the checks that will run or be N/A.
+
+    Raises:
+        ConfigError: An argument :func:`audit` does not take, or any error the audit would
+            raise before building (bad request, models that do not fit, ...).
+    """
+    import inspect
+
+    try:
+        bound = inspect.signature(audit).bind(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"plan_audit takes the arguments of audit(): {exc}.") from None
+    bound.apply_defaults()
+    ctx, _ = _prepare(dict(bound.arguments))
+    names = _check_names(ctx.config)
+    plan = AuditPlan()
+    _build(ctx, _needs(names), False, plan.training)
+    known: dict[str, LoadedModel | None] = dict(ctx.roles())
+    if ctx.references:
+        references = len(ctx.references)
+    else:
+        jobs = [job for job in plan.training if job.role == "reference"]
+        known |= {reference_role(i): job.model for i, job in enumerate(jobs)}
+        references = len(jobs)
+    if ctx.shadows is not None:
+        known |= {f"shadow_{k + 1}": m for k, m in enumerate(ctx.shadows.models)}
+        shadows = len(ctx.shadows.models)
+    else:
+        jobs = [job for job in plan.training if job.role == "shadow"]
+        known |= {f"shadow_{k + 1}": job.model for k, job in enumerate(jobs)}
+        shadows = len(jobs)
+    present = {"references": references > 0, "shadows": shadows > 0}
+    for name in names:
+        unmet = _unmet(ctx, name, CHECKS.get(name).needs, present)
+        plan.checks[name] = "" if unmet is None else unmet.reason
+    audited = ["original", "unlearned", *(reference_role(i) for i in range(references))]
+    union = _reads_by_role(ctx, names, _roles(audited, shadows), present)
+    keep = {m.fingerprint for role, m in known.items() if m is not None and role != "unlearned"}
+    for (role, view), ids in union.items():
+        model = known.get(role)
+        stored: bool | None = None
+        if model is not None:
+            stored = model.fingerprint in keep and ctx.store.holds_arrays(
+                "outputs", ctx.collector.entry(model, fingerprint_ids(ids), view)
+            )
+        plan.passes.append(PlannedPass(role, view, len(ids), stored, ids))
+    if "relearn" in names and not plan.checks["relearn"]:
+        plan.fine_tunes = 4  # relearn and feature relearn, for the unlearned and a reference
+    return plan
+
+
 def _trained_with_default_recipe(ctx: AuditContext) -> bool:
     """The audit trained references or shadows, and with a recipe nobody gave or recorded."""
     trained_shadows = ctx.shadows is not None and not ctx.shadows.given
     return ctx.recipe_source == "default" and (ctx.references_trained or trained_shadows)
 
 
-def _build(ctx: AuditContext, needs: Needs, progress: bool) -> None:
+def _build(
+    ctx: AuditContext, needs: Needs, progress: bool, jobs: list[PlannedTraining] | None = None
+) -> None:
     """References and the shadow bank the checks need: given, from the store, or trained.
 
     What cannot be had goes into ``ctx.missing`` with its cause: the user's choice (profile,
@@ -487,6 +610,7 @@ def _build(ctx: AuditContext, needs: Needs, progress: bool) -> None:
             config.num_references or 0,
             _build_references,
             progress,
+            jobs,
             label=("reference model", "reference", "--references"),
             given="references with --reference",
         )
@@ -499,6 +623,7 @@ def _build(ctx: AuditContext, needs: Needs, progress: bool) -> None:
             config.num_shadows or 0,
             _build_shadows,
             progress,
+            jobs,
             label=("shadow bank", "shadow models", "--shadows"),
             given="shadow models with --shadow and --shadow-members",
         )
@@ -510,6 +635,7 @@ def _build_part(
     count: int,
     build: Any,
     progress: bool,
+    jobs: list[PlannedTraining] | None,
     *,
     label: tuple[str, str, str],
     given: str,
@@ -531,7 +657,7 @@ def _build_part(
             f"like it, or give {given}",
         )
         return
-    build(ctx, progress)
+    build(ctx, progress, jobs)
 
 
 # what the audit itself reads: each model's accuracy on its members and on test
@@ -547,35 +673,57 @@ _DESCRIBE_READS = (
 def _planned_reads(
     ctx: AuditContext, names: list[str]
 ) -> list[tuple[LoadedModel, np.ndarray, View]]:
-    """Every (model, ids, view) the checks that will run declare, and the audit's own."""
+    """Every (model, ids, view) the checks that will run declare, and the audit's own, merged
+    into one read per (model, view)."""
+    models = dict(ctx.roles())
+    if ctx.shadows is not None:
+        models |= {f"shadow_{k + 1}": m for k, m in enumerate(ctx.shadows.models)}
+    roles = _roles(list(dict(ctx.roles())), len(ctx.shadows.models) if ctx.shadows else 0)
+    present = {"references": bool(ctx.references), "shadows": ctx.shadows is not None}
+    union = _reads_by_role(ctx, names, roles, present)
+    return [(models[role], ids, view) for (role, view), ids in union.items()]
+
+
+def _roles(audited: list[str], shadows: int) -> dict[str, list[str]]:
+    """Role names by the ``models`` field of a :class:`Read`."""
+    return {
+        "audited": audited,
+        "original": ["original"],
+        "shadows": [f"shadow_{k + 1}" for k in range(shadows)],
+    }
+
+
+def _reads_by_role(
+    ctx: AuditContext, names: list[str], roles: dict[str, list[str]], present: dict[str, bool]
+) -> dict[tuple[str, View], np.ndarray]:
+    """(role, view) -> the union of the ids read through it by the audit itself and by the
+    checks whose needs are met (``present``: whether references and shadows will be there)."""
     reads = list(_DESCRIBE_READS)
     for name in names:
         check = CHECKS.get(name)
-        if _unmet(ctx, name, check.needs) is None:
+        if _unmet(ctx, name, check.needs, present) is None:
             reads.extend(check.needs.reads)
-    models = {
-        "audited": [model for _, model in ctx.roles()],
-        "original": [ctx.original],
-        "shadows": ctx.shadows.models if ctx.shadows is not None else [],
-    }
-    planned = []
+    union: dict[tuple[str, View], np.ndarray] = {}
     for read in dict.fromkeys(reads):
         if read.view == "trigger" and ctx.trigger is None:
             continue
+        view = cast(View, read.view)
         for split in read.splits(ctx.splits.names(), ctx.splits.request.kind):
             ids = ctx.splits.get(split)
-            for model in models[read.models]:
-                planned.append((model, ids, cast(View, read.view)))
-    return planned
+            for role in roles[read.models]:
+                known = union.get((role, view), np.zeros(0, dtype=np.int64))
+                union[(role, view)] = np.union1d(known, ids)
+    return union
 
 
-def _unmet(ctx: AuditContext, name: str, needs: Needs) -> CheckResult | None:
-    """The N/A result of a check whose needs the audit cannot meet, else ``None``."""
-    for what, wanted, present in (
-        ("shadows", needs.shadows, ctx.shadows is not None),
-        ("references", needs.references, bool(ctx.references)),
-    ):
-        if wanted and not present:
+def _unmet(
+    ctx: AuditContext, name: str, needs: Needs, present: dict[str, bool] | None = None
+) -> CheckResult | None:
+    """The N/A result of a check whose needs the audit cannot meet, else ``None``
+    (``present`` overrides whether references and shadows are there, for plans)."""
+    present = present or {"references": bool(ctx.references), "shadows": ctx.shadows is not None}
+    for what, wanted in (("shadows", needs.shadows), ("references", needs.references)):
+        if wanted and not present[what]:
             missing = ctx.missing.get(what, Missing("not_run", f"no {what}"))
             return CheckResult.not_applicable(
                 name, missing.reason, cause=missing.cause, remedy=missing.remedy
@@ -661,7 +809,7 @@ def _describe_models(ctx: AuditContext) -> dict[str, Any]:
             zip(ctx.shadows.models, ctx.shadows.in_ids, strict=True)
         ):
             entry = _describe(model)
-            entry["members_fingerprint"] = entry["members_fingerprint"] or _ids_fingerprint(in_ids)
+            entry["members_fingerprint"] = entry["members_fingerprint"] or fingerprint_ids(in_ids)
             entry["accuracy"] = {
                 "members": _accuracy(ctx, model, "population", in_ids),
                 "test": _accuracy(ctx, model, "test"),
@@ -672,12 +820,6 @@ def _describe_models(ctx: AuditContext) -> dict[str, Any]:
         if entry["origin"] == "trained by the audit":
             entry["recipe_source"] = ctx.recipe_source
     return models
-
-
-def _ids_fingerprint(ids: np.ndarray) -> str:
-    from unlearn_audit._hashing import fingerprint_ids
-
-    return fingerprint_ids(ids)
 
 
 def _readability_notes(ctx: AuditContext, results: dict[str, CheckResult]) -> list[str]:

@@ -1,4 +1,5 @@
-"""A content-addressed on-disk store for trained models.
+"""A content-addressed on-disk store for trained models and for results of models that do not
+change between audits (their outputs, a reference's relearn curve).
 
 Entries are keyed by a fingerprint of everything that determines the trained weights: the
 dataset fingerprint, architecture and its arguments, normalisation, recipe, member ids and seed
@@ -18,9 +19,11 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from filelock import FileLock, Timeout
 
 from unlearn_audit._hashing import fingerprint_json
@@ -31,6 +34,11 @@ from unlearn_audit.models.checkpoints import LoadedModel, load_checkpoint, save_
 ENV_VAR = "UNLEARN_AUDIT_CACHE"
 STORE_VERSION = 1
 LOCK_TIMEOUT = 6 * 3600.0  # seconds; training one entry can take hours on a CPU
+
+
+class NotStored(Exception):
+    """Raised by a look-up-only store (:meth:`Store.lookup_only`) for a model it does not
+    hold, instead of training it."""
 
 
 class CacheWarning(UserWarning):
@@ -45,6 +53,17 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "unlearn-audit"
 
 
+@dataclass(frozen=True)
+class StoreEntry:
+    """One file of the store: its kind (``models``, ``outputs``, ``relearn_curves``, ...),
+    path, size in bytes and when it was last used (written or read; seconds since the epoch)."""
+
+    kind: str
+    path: Path
+    size: int
+    used: float
+
+
 class Store:
     """Trained models on disk, addressed by the fingerprint of their training key.
 
@@ -57,13 +76,38 @@ class Store:
     """
 
     def __init__(
-        self, root: str | Path | None = None, *, lock_timeout: float = LOCK_TIMEOUT
+        self,
+        root: str | Path | None = None,
+        *,
+        lock_timeout: float = LOCK_TIMEOUT,
+        enabled: bool = True,
     ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.lock_timeout = lock_timeout
+        self.enabled = enabled
+        self.trains = True
         self.hits = 0
         self.misses = 0
-        self.computed_hits = 0
+        self.computed_hits = 0  # results of get_or_compute found stored
+        self.array_hits = 0  # arrays of get_or_compute_arrays found stored
+
+    def lookup_only(self) -> Store:
+        """The same store, except that a model it does not hold raises :class:`NotStored`
+        instead of being trained (for plans: what would have to be trained)."""
+        view = Store(self.root, lock_timeout=self.lock_timeout, enabled=self.enabled)
+        view.trains = False
+        return view
+
+    def holds_arrays(self, kind: str, parts: dict[str, Any]) -> bool:
+        """Whether an entry of :meth:`get_or_compute_arrays` exists for ``parts`` (unchecked)."""
+        key = self.key({"kind": kind, **parts})
+        return self.enabled and (self.root / kind / key[:2] / f"{key}.safetensors").is_file()
+
+    @classmethod
+    def off(cls) -> Store:
+        """A store that keeps nothing: every model is trained and every result computed
+        afresh (``--no-cache``)."""
+        return cls(enabled=False)
 
     def key(self, parts: dict[str, Any]) -> str:
         """Fingerprint of a training key (a JSON-able dict)."""
@@ -81,7 +125,7 @@ class Store:
                 did not name).
         """
         path = self.path(key)
-        if not path.is_file():
+        if not self.enabled or not path.is_file():
             return None
         try:
             model = load_checkpoint(path, arch=arch)
@@ -92,10 +136,13 @@ class Store:
         if recorded != model.fingerprint:
             self._discard(path, "its weights do not match the fingerprint recorded in it")
             return None
+        self._touch(path)
         return model
 
     def save(self, key: str, model: LoadedModel) -> Path:
-        """Store ``model`` under ``key`` (atomically)."""
+        """Store ``model`` under ``key`` (atomically; nothing when the store is off)."""
+        if not self.enabled:
+            return self.path(key)
         try:
             return save_checkpoint(model, self.path(key))
         except OSError as exc:
@@ -117,6 +164,11 @@ class Store:
         arch = parts.get("arch")
         expected = arch if isinstance(arch, str) else None
         model = self.load(key, arch=expected)
+        if model is None and not self.trains:
+            raise NotStored(key)
+        if not self.enabled:
+            self.misses += 1
+            return train()
         if model is None:
             with self._lock(key):
                 model = self.load(key, arch=expected)  # another process may have trained it
@@ -163,6 +215,8 @@ class Store:
         """
         key = self.key({"kind": kind, **parts})
         path = self.root / kind / key[:2] / f"{key}.json"
+        if not self.enabled:
+            return compute()
         if path.is_file():
             try:
                 entry = json.loads(path.read_text())
@@ -172,6 +226,7 @@ class Store:
                 intact, payload = False, None
             if intact and isinstance(payload, dict):
                 self.computed_hits += 1
+                self._touch(path)
                 return payload
             self._discard(path, "its content does not match the hash recorded in it")
         payload = compute()
@@ -185,6 +240,85 @@ class Store:
             ) from None
         return payload
 
+    def get_or_compute_arrays(
+        self,
+        kind: str,
+        parts: dict[str, Any],
+        compute: Callable[[], tuple[dict[str, np.ndarray], dict[str, str]]],
+    ) -> tuple[dict[str, np.ndarray], dict[str, str], bool]:
+        """Arrays and string notes stored under ``kind`` for ``parts``, or ``compute()``
+        stored; the flag says whether they came from the store.
+
+        For outputs of models that do not change between audits. The entry is one
+        safetensors file whose metadata holds the sha256 of its arrays and notes; an entry
+        that does not match it (or cannot be read) is reported, deleted and computed again.
+        """
+        key = self.key({"kind": kind, **parts})
+        path = self.root / kind / key[:2] / f"{key}.safetensors"
+        if self.enabled and path.is_file():
+            stored = _read_arrays(path)
+            if stored is not None:
+                self.array_hits += 1
+                self._touch(path)
+                return stored[0], stored[1], True
+            self._discard(path, "its content does not match the hash recorded in it")
+        arrays, notes = compute()
+        if self.enabled:
+            from safetensors.numpy import save_file
+
+            metadata = {f"note.{k}": v for k, v in notes.items()}
+            metadata["sha256"] = _arrays_hash(arrays, notes)
+            contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+            try:
+                write_atomic(path, lambda tmp: save_file(contiguous, str(tmp), metadata))
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot write to the store at {self.root} ({exc}); use another `cache_dir` "
+                    f"or set {ENV_VAR} to a writable folder."
+                ) from None
+        return arrays, notes, False
+
+    def entries(self) -> list[StoreEntry]:
+        """Every entry of the store (models, outputs, computed results), oldest use first."""
+        found = []
+        if self.root.is_dir():
+            for path in self.root.glob("*/??/*"):
+                kind = path.parent.parent.name
+                if path.is_file() and not path.name.startswith(".") and kind != "locks":
+                    stat = path.stat()
+                    found.append(StoreEntry(kind, path, stat.st_size, stat.st_mtime))
+        return sorted(found, key=lambda entry: (entry.used, str(entry.path)))
+
+    def prune(
+        self,
+        *,
+        older_than: float | None = None,
+        max_bytes: int | None = None,
+        now: float | None = None,
+    ) -> list[StoreEntry]:
+        """Delete entries unused for ``older_than`` seconds, then the least recently used until
+        the store holds at most ``max_bytes``; returns what was deleted."""
+        import time
+
+        now = time.time() if now is None else now
+        remaining = self.entries()
+        removed = [e for e in remaining if older_than is not None and now - e.used > older_than]
+        remaining = [e for e in remaining if e not in removed]
+        if max_bytes is not None:
+            total = sum(e.size for e in remaining)
+            while remaining and total > max_bytes:
+                oldest = remaining.pop(0)
+                removed.append(oldest)
+                total -= oldest.size
+        for entry in removed:
+            entry.path.unlink(missing_ok=True)
+        return removed
+
+    def _touch(self, path: Path) -> None:
+        """Mark an entry as just used (pruning removes the least recently used first)."""
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
     def _discard(self, path: Path, reason: str) -> None:
         warnings.warn(
             f"store entry {path} is corrupted: {reason}; rebuilding it.", CacheWarning, stacklevel=3
@@ -195,6 +329,31 @@ class Store:
 def _payload_hash(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _arrays_hash(arrays: dict[str, np.ndarray], notes: dict[str, str]) -> str:
+    digest = hashlib.sha256(json.dumps(notes, sort_keys=True).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """The arrays and notes of an intact entry, else ``None``."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            metadata = fh.metadata() or {}
+            arrays = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError, ValueError):
+        return None
+    notes = {k[len("note.") :]: v for k, v in metadata.items() if k.startswith("note.")}
+    if metadata.get("sha256") != _arrays_hash(arrays, notes):
+        return None
+    return arrays, notes
 
 
 def _recorded_fingerprint(path: Path) -> str | None:

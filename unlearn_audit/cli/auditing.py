@@ -37,7 +37,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from unlearn_audit.checks import CHECKS
     from unlearn_audit.pipeline import audit
 
-    check_out_dir(args.out, "--out")
+    if not args.plan:
+        check_out_dir(args.out, "--out")
     dataset, splits = load_request(args)
     checks = None
     if args.checks:
@@ -51,7 +52,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ]
     shadows = given_shadows(args, dataset)
     recipe = audit_recipe(args, dataset, original)
-    result = audit(
+    arguments = dict(
         original=original,
         unlearned=unlearned,
         dataset=dataset,
@@ -73,6 +74,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         conv_layer=args.conv_layer,
         feature_layer=args.feature_layer,
         device=args.device,
+        inference_batch_size=args.inference_batch_size,
+    )
+    if args.plan:
+        from unlearn_audit.pipeline import plan_audit
+
+        plan = plan_audit(**arguments)
+        print(json.dumps(plan.to_dict()) if args.json else plan.describe())
+        return 0
+    result = audit(
+        **arguments,
         progress=not args.quiet,
         command_line=getattr(args, "command_line", None),
     )

@@ -11,9 +11,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from unlearn_audit.cli.options import (
-    check_out_dir,
-)
+from unlearn_audit.cli.options import check_out_dir, store_from_args
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -29,13 +27,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from unlearn_audit.registry import METHOD_PLUGINS
     from unlearn_audit.report import write_report
     from unlearn_audit.report.compare import write_comparison
-    from unlearn_audit.store import Store
     from unlearn_audit.train import resolve_device, train_classifier
     from unlearn_audit.update_log import UpdateRecorder, save_update_log
 
     device = resolve_device(args.device)
     out = check_out_dir(args.out_dir, "--out-dir")
-    store = Store(args.cache_dir)
+    store = store_from_args(args)
     dataset = load_dataset("digits")
     if args.forget_random is not None:
         request = ForgetRequest.random(args.forget_random, seed=args.seed)

@@ -1,4 +1,5 @@
-"""`splits`, `inspect`, `datasets` and `archs`: look at data, requests and checkpoints."""
+"""`splits`, `inspect`, `datasets`, `archs` and `store`: look at data, requests, checkpoints
+and the store."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from unlearn_audit.cli.options import (
     members_from_args,
     percent,
 )
+from unlearn_audit.errors import ConfigError
 
 
 def cmd_splits(args: argparse.Namespace) -> int:
@@ -132,3 +134,50 @@ def cmd_archs(args: argparse.Namespace) -> int:
         print(f"{name:10} {summary}")
     print("or package.module:factory / path/to/file.py:factory for your own")
     return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from unlearn_audit.store import Store
+
+    store = Store(args.cache_dir)
+    removed = []
+    if args.older_than is not None or args.max_size is not None:
+        if args.older_than is not None and args.older_than < 0:
+            raise ConfigError("`--older-than` must be a number of days >= 0.")
+        removed = store.prune(
+            older_than=None if args.older_than is None else args.older_than * 86400.0,
+            max_bytes=args.max_size,
+        )
+    kinds: dict[str, dict[str, int]] = {}
+    for entry in store.entries():
+        kind = kinds.setdefault(entry.kind, {"entries": 0, "bytes": 0})
+        kind["entries"] += 1
+        kind["bytes"] += entry.size
+    total = sum(kind["bytes"] for kind in kinds.values())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "root": str(store.root),
+                    "kinds": kinds,
+                    "bytes": total,
+                    "removed": {"entries": len(removed), "bytes": sum(e.size for e in removed)},
+                }
+            )
+        )
+        return 0
+    if removed:
+        print(f"removed {len(removed)} entries ({_bytes(sum(e.size for e in removed))})")
+    print(f"store {store.root}: {_bytes(total)}")
+    for name, kind in sorted(kinds.items()):
+        print(f"  {name:16} {kind['entries']:6d} entries  {_bytes(kind['bytes']):>10}")
+    return 0
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

@@ -57,7 +57,7 @@ def recipe_from_args(args: argparse.Namespace, dataset: str, arch: str, base: An
 def store_from_args(args: argparse.Namespace) -> Any:
     from unlearn_audit.store import Store
 
-    return None if args.no_cache else Store(args.cache_dir)
+    return Store.off() if args.no_cache else Store(args.cache_dir)
 
 
 def check_out_dir(path: str | Path, flag: str) -> Path:

@@ -9,7 +9,13 @@ from typing import NoReturn
 from unlearn_audit import __version__
 from unlearn_audit.cli.auditing import cmd_audit, cmd_checks, cmd_report
 from unlearn_audit.cli.demo import cmd_demo
-from unlearn_audit.cli.inspection import cmd_archs, cmd_datasets, cmd_inspect, cmd_splits
+from unlearn_audit.cli.inspection import (
+    cmd_archs,
+    cmd_datasets,
+    cmd_inspect,
+    cmd_splits,
+    cmd_store,
+)
 from unlearn_audit.cli.training import cmd_train
 from unlearn_audit.cli.unlearning import cmd_methods, cmd_unlearn
 
@@ -82,6 +88,23 @@ def _count_or_fraction(text: str) -> int | float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A size in bytes from ``123``, ``500M``, ``2G``, ``1.5T`` (powers of 1024; a trailing B is
+    allowed)."""
+    value = text.strip().upper().removesuffix("B")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        number = -1.0
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 500M or 2G, got {text!r}")
+    return int(number * _UNITS[unit])
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -373,6 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument("--policy", metavar="POLICY.toml", help="thresholds (default: built in)")
     options.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what the audit would train and forward (and what the store already "
+        "holds), then stop without running anything",
+    )
+    options.add_argument(
+        "--inference-batch-size",
+        type=int,
+        metavar="N",
+        help="samples per forward pass (default 512 on CPU, 2048 on CUDA); --batch-size is "
+        "the training recipe's",
+    )
+    options.add_argument(
         "--no-pdf", action="store_true", help="write report.html but not report.pdf"
     )
     options.add_argument(
@@ -408,6 +444,30 @@ def build_parser() -> argparse.ArgumentParser:
     archs = verbs.add_parser("archs", help="list the registered architectures")
     _add_json_option(archs)
     archs.set_defaults(run=cmd_archs)
+
+    store = verbs.add_parser(
+        "store",
+        help="list what the store holds (models, outputs, relearn curves) and prune it",
+        description="Without --older-than or --max-size: what the store holds, by kind. With "
+        "them: delete entries unused for that long, then the least recently used until the "
+        "store fits the size.",
+    )
+    store.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the store (default: $UNLEARN_AUDIT_CACHE or ~/.cache/unlearn-audit)",
+    )
+    store.add_argument(
+        "--older-than", metavar="DAYS", type=float, help="delete entries unused for DAYS days"
+    )
+    store.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        type=_size,
+        help="delete least recently used entries until at most SIZE remain (e.g. 500M, 2G)",
+    )
+    _add_json_option(store)
+    store.set_defaults(run=cmd_store)
 
     demo = verbs.add_parser(
         "demo",

@@ -57,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     arch, arch_kwargs = train_arch(args)
     recorder = update_recorder(args, dataset)
     start = time.perf_counter()
+    store = store_from_args(args)
     model = train_classifier(
         dataset,
         arch=arch,
@@ -65,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         member_ids=members,
         seed=args.seed,
         device=device,
-        store=store_from_args(args),
+        store=store,
         trigger=trigger,
         poison_ids=poison,
         update_log=recorder,
@@ -88,9 +89,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"sisa ({arch_kwargs['shards']} shards x {arch_kwargs['slices']} "
             f"slice{'s' if arch_kwargs['slices'] != 1 else ''} of {args.arch})"
         )
+    stored = store.hits > 0  # the same training had run before: its model came from the store
     print(
-        f"trained {what} on {dataset.name} ({len(trained_on)} members, seed {args.seed}) "
-        f"in {seconds:.1f} s"
+        f"{'loaded' if stored else 'trained'} {what} on {dataset.name} ({len(trained_on)} "
+        f"members, seed {args.seed}) "
+        + (
+            "from the store (trained earlier with the same data, recipe and seed)"
+            if stored
+            else f"in {seconds:.1f} s"
+        )
     )
     if arch == "erm":
         print(_erm_summary(model))

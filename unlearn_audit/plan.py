@@ -1,0 +1,105 @@
+"""The plan of an audit: the cost before the cost (``unlearn-audit audit --plan``).
+
+:func:`unlearn_audit.pipeline.plan_audit` fills an :class:`AuditPlan` without training or
+running anything: which references and shadow models the audit needs and which of them the store
+already holds, the one forward pass per (model, view) over the union of the samples the checks
+read (and which outputs are stored), and which checks will run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from unlearn_audit.models.checkpoints import LoadedModel
+
+
+@dataclass(frozen=True)
+class PlannedTraining:
+    """A model the audit needs: its role, seed, training samples, whether it is stored (and
+    then the stored model, not part of the plan's JSON)."""
+
+    role: str
+    seed: int
+    samples: int
+    stored: bool
+    model: LoadedModel | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PlannedPass:
+    """One forward pass: a model (by role) through a view over ``samples`` samples; ``stored``
+    when its outputs are in the store (``None`` while the model itself is still to train)."""
+
+    role: str
+    view: str
+    samples: int
+    stored: bool | None
+    ids: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class AuditPlan:
+    """What an audit will do, before it does it.
+
+    Attributes:
+        training: References and shadow models the audit needs (given ones are not listed).
+        passes: The forward passes, one per (model, view).
+        checks: Check name -> ``""`` when it will run, else why it will be N/A.
+        fine_tunes: Relearn probes to run (the reference's are skipped when stored).
+    """
+
+    training: list[PlannedTraining] = field(default_factory=list)
+    passes: list[PlannedPass] = field(default_factory=list)
+    checks: dict[str, str] = field(default_factory=dict)
+    fine_tunes: int = 0
+
+    @property
+    def to_train(self) -> list[PlannedTraining]:
+        return [job for job in self.training if not job.stored]
+
+    @property
+    def to_forward(self) -> int:
+        """Samples that will go through a model (passes whose outputs are not stored)."""
+        return sum(p.samples for p in self.passes if not p.stored)
+
+    def describe(self) -> str:
+        """The plan in plain lines, for the terminal."""
+        stored = len(self.training) - len(self.to_train)
+        lines = [
+            f"training: {len(self.to_train)} models to train, {stored} in the store",
+        ]
+        for job in self.training:
+            state = "stored" if job.stored else "to train"
+            lines.append(f"  {job.role:10} seed {job.seed:<6} {job.samples:7d} samples  {state}")
+        in_store = sum(p.samples for p in self.passes if p.stored)
+        lines.append(
+            f"forward passes: {len(self.passes)} (one per model and view), "
+            f"{self.to_forward} samples to forward, {in_store} from the store"
+        )
+        for p in self.passes:
+            state = {True: "stored", False: "to run", None: "after training"}[p.stored]
+            lines.append(f"  {p.role:12} {p.view:8} {p.samples:7d} samples  {state}")
+        lines.append(f"relearn fine-tuning probes: {self.fine_tunes}")
+        runs = [name for name, why in self.checks.items() if not why]
+        lines.append(f"checks that run: {', '.join(runs) or 'none'}")
+        lines += [f"  N/A {name}: {why}" for name, why in self.checks.items() if why]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "training": [_plain(job, "model") for job in self.training],
+            "passes": [_plain(p, "ids") for p in self.passes],
+            "checks": dict(self.checks),
+            "fine_tunes": self.fine_tunes,
+            "to_train": len(self.to_train),
+            "to_forward": self.to_forward,
+        }
+
+
+def _plain(item: Any, leave_out: str) -> dict[str, Any]:
+    """The fields of a plan row, without the one that holds a model or an array."""
+    return {f.name: getattr(item, f.name) for f in fields(item) if f.name != leave_out}
