@@ -62,7 +62,13 @@ def test_two_audits_in_parallel_on_one_store_train_the_reference_once(tmp_path: 
                 job.terminate()
     assert sorted((trained, reused) for trained, reused, _ in outcomes) == [(0, 1), (1, 0)]
     assert outcomes[0][2] == outcomes[1][2]
-    assert len(list(tmp_path.rglob("*.safetensors"))) == 1
+    assert len(list((tmp_path / "models").rglob("*.safetensors"))) == 1
+    # both wrote the outputs they computed, atomically: one intact entry per key
+    from unlearn_audit.store import _read_arrays
+
+    entries = Store(tmp_path).entries()
+    assert {entry.kind for entry in entries} == {"models", "outputs"}
+    assert all(_read_arrays(e.path) is not None for e in entries if e.kind == "outputs")
     assert not list(tmp_path.rglob("*.tmp"))
 
 
