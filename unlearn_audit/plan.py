@@ -49,7 +49,9 @@ class AuditPlan:
         training: References and shadow models the audit needs (given ones are not listed).
         passes: The forward passes, one per (model, view).
         checks: Check name -> ``""`` when it will run, else why it will be N/A.
-        fine_tunes: Relearn probes to run (the reference's are skipped when stored).
+        fine_tunes: Relearn fine-tuning probes the check asks for (relearn and feature
+            relearn, for the unlearned model and the first reference; the reference's
+            curves are read from the store when an earlier audit stored them).
     """
 
     training: list[PlannedTraining] = field(default_factory=list)
