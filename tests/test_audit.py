@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -163,6 +164,7 @@ def _acc(result: AuditResult, split: str, role: str) -> float:
 CLASS_CHECKS = ["accuracy", "representation", "relearn"]
 
 
+@pytest.mark.slow
 def test_class_request_original_fails_and_retrained_passes(
     digits: Dataset,
     class_splits: Splits,
@@ -233,6 +235,7 @@ def test_output_level_fakes_fail_knowledge_removed(
     )
 
 
+@pytest.mark.slow
 def test_random_request_membership_separates_original_from_reference(
     digits: Dataset, store: Store
 ) -> None:
@@ -278,6 +281,7 @@ def test_random_request_membership_separates_original_from_reference(
     assert exposed.scores["unlearned"] == sorted(exposed.scores["unlearned"], reverse=True)
 
 
+@pytest.mark.slow
 def test_backdoor_is_seen_in_the_original_and_not_in_the_reference(
     digits: Dataset, store: Store
 ) -> None:
@@ -395,10 +399,26 @@ def test_no_sample_goes_through_a_model_twice_in_one_view(
         forwarded.setdefault((model.fingerprint, view), []).append(np.asarray(ids))
         return real_collect(self, model, ids, view)
 
+    cams: Counter[str] = Counter()  # model fingerprint -> samples whose Grad-CAM was computed
+    real_cam = outputs.grad_cam
+
+    def spy_cam(model, x, targets, **kwargs):  # type: ignore[no-untyped-def]
+        cams[model.fingerprint] += len(x)
+        return real_cam(model, x, targets, **kwargs)
+
     monkeypatch.setattr(outputs.OutputCollector, "__init__", spy_init)
     monkeypatch.setattr(outputs.OutputCollector, "_collect", spy_collect)
-    audit(**setting.arguments(), unlearned=setting.masked)
+    monkeypatch.setattr(outputs, "grad_cam", spy_cam)
+    result = audit(**setting.arguments(), unlearned=setting.masked)
     (collector,) = collectors
+    # saliency's Grad-CAM maps: one pass per model over its 32 forget and 32 retain samples
+    # (or the maps from the store), never twice
+    assert result.checks["saliency"].status == "ok"
+    assert cams[setting.masked.fingerprint] == 64
+    for fingerprint in (setting.original.fingerprint, setting.masked.fingerprint):
+        assert cams[fingerprint] + collector.cams_loaded[(fingerprint, "clean")] == 64
+    # original, unlearned and the reference, each once
+    assert sum(cams.values()) + sum(collector.cams_loaded.values()) == 3 * 64
     assert collector.unplanned == [], "every read was announced"
     plan = collector.planned()
     # each (model, view) of the plan is forwarded once, or read from the store (the models
@@ -418,6 +438,7 @@ def test_no_sample_goes_through_a_model_twice_in_one_view(
     assert set(setting.splits.get("test_forget_class")) <= set(setting.splits.test) <= set(clean)
 
 
+@pytest.mark.slow
 def test_a_second_audit_forwards_only_the_unlearned_model(
     setting: ClassAudit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -434,11 +455,19 @@ def test_a_second_audit_forwards_only_the_unlearned_model(
         forwarded.add(model.fingerprint)
         return real_collect(self, model, ids, view)
 
+    real_cam = outputs.grad_cam
+
+    def spy_cam(model, x, targets, **kwargs):  # type: ignore[no-untyped-def]
+        forwarded.add(model.fingerprint)
+        return real_cam(model, x, targets, **kwargs)
+
     monkeypatch.setattr(outputs.OutputCollector, "_collect", spy_collect)
+    monkeypatch.setattr(outputs, "grad_cam", spy_cam)
     warm = audit(**common, unlearned=setting.masked)
-    assert forwarded == {setting.masked.fingerprint}
+    assert forwarded == {setting.masked.fingerprint}, "outputs and Grad-CAM maps"
     counts = warm.config["outputs"]
     assert counts["from_store"] > 3 * counts["forwarded"] > 0  # 7762 and 2091 samples
+    assert counts["grad_cam_from_store"] == 2 * counts["grad_cam_computed"] == 2 * 64
     # the same audit with every output computed afresh (models still from the store)
     with monkeypatch.context() as fresh:
         fresh.setattr(
@@ -447,7 +476,9 @@ def test_a_second_audit_forwards_only_the_unlearned_model(
             lambda self, kind, parts, compute: (*compute(), False),
         )
         cold = audit(**common, unlearned=setting.masked)
-    assert cold.config["outputs"]["from_store"] == 0
+    assert (
+        cold.config["outputs"]["from_store"] == cold.config["outputs"]["grad_cam_from_store"] == 0
+    )
     assert [v.status for v in warm.verdicts] == [v.status for v in cold.verdicts]
     for name, check in warm.checks.items():
         if name != "efficiency":  # wall-clock seconds
@@ -484,6 +515,14 @@ def test_the_plan_says_what_will_be_trained_and_forwarded_without_doing_it(
     )
     result = audit(**common, unlearned=setting.masked, store=store)
     assert result.config["outputs"]["forwarded"] == warm.to_forward, "the plan is what ran"
+    cams = [p for p in warm.passes if p.kind == "grad-cam"]
+    assert {(p.role, p.samples, p.stored) for p in cams} == {
+        ("original", 64, True),
+        ("reference", 64, True),
+        ("unlearned", 64, False),
+    }
+    assert result.config["outputs"]["grad_cam_computed"] == warm.cams_to_compute == 64
+    assert "Grad-CAM passes: 3 (one per model and view), 64 samples to compute" in warm.describe()
     assert "1 models to train" not in warm.describe() and "unlearned" in warm.describe()
     with pytest.raises(ConfigError, match="plan_audit takes the arguments of audit"):
         plan_audit(**common, unlearned=setting.masked, store=store, colour="red")
@@ -543,6 +582,26 @@ def test_quick_profile_with_given_reference(
     assert store.misses == misses, "the quick profile trains nothing"
     assert result.checks["divergence"].status == "ok"
     assert _verdicts(result)["forgotten"] == "FAIL"
+
+
+def test_cpu_threads_never_exceed_the_cores_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from unlearn_audit.pipeline import limit_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        assert limit_threads(torch.device("cpu")) == 2 == torch.get_num_threads()
+        torch.set_num_threads(1)  # a lower setting is the user's: kept
+        assert limit_threads(torch.device("cpu")) == 1
+        torch.set_num_threads(3)
+        assert limit_threads(torch.device("cuda")) == 3, "the GPU runs the models"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_bad_inputs(

@@ -167,6 +167,7 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
 DEMO_METHODS = ("retrain", "amnesiac")
 
 
+@pytest.mark.slow
 def test_demo_writes_per_method_and_comparison_reports(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -199,6 +200,7 @@ def test_demo_writes_per_method_and_comparison_reports(
     assert "http" not in comparison.replace('href="', "")  # self-contained
 
 
+@pytest.mark.slow
 def test_demo_gives_erm_ktp_its_own_erm_original(
     workdir: Path, capsys: pytest.CaptureFixture[str], digits: Dataset, session_store: Store
 ) -> None:
@@ -239,6 +241,7 @@ def test_demo_runs_every_method_that_handles_the_request_by_default() -> None:
         chosen_methods(" , ", "class")
 
 
+@pytest.mark.slow
 def test_demo_with_a_random_request(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
@@ -408,6 +411,7 @@ def test_train_with_backdoor(workdir: Path, capsys: pytest.CaptureFixture[str]) 
     assert "only chooses where `--backdoor` is planted" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_audit_end_to_end_on_trained_checkpoints(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -681,6 +685,7 @@ def test_methods_describes_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Did you mean 'amnesiac'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_erm_and_unlearn_with_erm_ktp(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -250,6 +250,51 @@ def test_outputs_of_kept_models_are_stored_checked_and_rebuilt(
     assert not off.exists()
 
 
+def test_grad_cam_maps_of_kept_models_are_stored_checked_and_rebuilt(
+    digits: Dataset, quick_model: LoadedModel, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from unlearn_audit.outputs import OutputCollector
+
+    store = Store(tmp_path)
+    ids = digits.heldout_ids[[5, 1, 70, 3]]  # an order of their own: the maps follow it
+    key = (quick_model.fingerprint, "clean")
+
+    def maps(
+        store: Store, ids: np.ndarray = ids, shift: int = 0, keep: bool = True
+    ) -> tuple[OutputCollector, np.ndarray]:
+        collector = OutputCollector(digits, store=store)
+        collector.keep = {quick_model.fingerprint} if keep else set()
+        targets = (digits.labels[ids] + shift) % 10
+        first = collector.grad_cams(quick_model, ids, targets)
+        assert collector.grad_cams(quick_model, ids, targets) is first, "once per collector"
+        return collector, first
+
+    first, cams = maps(store)
+    assert first.cams_computed == {key: 4} and not first.cams_loaded
+    assert cams.shape == (4, 8, 8)
+    again, stored = maps(store)
+    assert not again.cams_computed and again.cams_loaded == {key: 4}
+    np.testing.assert_array_equal(stored, cams)
+    # the same samples in another order, or other targets: another entry
+    reordered, backwards = maps(store, ids[::-1])
+    assert reordered.cams_computed == {key: 4}
+    np.testing.assert_allclose(backwards[::-1], cams, atol=1e-6)
+    assert maps(store, shift=1)[0].cams_computed == {key: 4}
+    assert not maps(store, keep=False)[0].cams_loaded, "a model not kept is not stored"
+    # a damaged entry is reported, computed again and replaced
+    for entry in (tmp_path / "grad_cams").rglob("*.safetensors"):
+        data = bytearray(entry.read_bytes())
+        data[-5] ^= 0xFF
+        entry.write_bytes(bytes(data))
+    with pytest.warns(CacheWarning, match="does not match the hash"):
+        rebuilt, maps_again = maps(store)
+    assert rebuilt.cams_computed == {key: 4}
+    np.testing.assert_array_equal(maps_again, cams)
+    assert maps(store)[0].cams_loaded == {key: 4}, "the rebuilt entry is intact"
+
+
 def _fake_entries(root: Path) -> dict[str, Path]:
     import os
 

@@ -42,6 +42,7 @@ def _audit_in_child(root: str, barrier: Any, results: Any) -> None:
     results.put((built["trained"], built["reused"], result.models["reference"]["fingerprint"]))
 
 
+@pytest.mark.slow
 def test_two_audits_in_parallel_on_one_store_train_the_reference_once(tmp_path: Path) -> None:
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(2), spawn.Queue()

@@ -11,6 +11,7 @@ from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.layers import Classifier
 from unlearn_audit.models.zoo import build_model
+from unlearn_audit.store import Store
 from unlearn_audit.train import (
     Recipe,
     StepState,
@@ -134,9 +135,13 @@ def test_custom_objective_is_used(digits: Dataset) -> None:
     assert "accuracy" not in result.history.epochs[0]
 
 
-def test_default_recipe_small_cnn_on_digits_is_accurate(digits: Dataset) -> None:
-    recipe = default_recipe("digits", "small-cnn")
-    model = train_classifier(digits, arch="small-cnn", recipe=recipe, progress=False)
+def test_default_recipe_small_cnn_on_digits_is_accurate(
+    digits: Dataset, session_store: Store
+) -> None:
+    recipe = default_recipe("digits", "small-cnn")  # the session's original (the store's)
+    model = train_classifier(
+        digits, arch="small-cnn", recipe=recipe, store=session_store, progress=False
+    )
     assert accuracy(model.module, digits, digits.heldout_ids) >= 0.95
     assert model.info.recipe == recipe.to_dict()
 

@@ -173,6 +173,41 @@ def test_log_round_trip_and_errors(
         load_update_log(tmp_path / "junk.safetensors")
 
 
+def test_a_logged_run_is_kept_in_the_store_with_its_log(
+    logged: tuple[LoadedModel, UpdateRecorder, LoadedModel],
+    digits: Dataset,
+    tmp_path: Path,
+) -> None:
+    from unlearn_audit.store import Store
+
+    first_log = logged[1].log
+    assert first_log is not None
+    store = Store(tmp_path / "store")
+    first = train_classifier(
+        digits, recipe=QUICK, update_log=UpdateRecorder(), store=store, progress=False
+    )
+    # a plain run's entry holds no log: a logged run does not take it, nor the other way round
+    train_classifier(digits, recipe=QUICK, store=store, progress=False)
+    assert store.misses == 2 and first.fingerprint == logged[0].fingerprint
+    again = UpdateRecorder()
+    second = train_classifier(digits, recipe=QUICK, update_log=again, store=store, progress=False)
+    assert store.misses == 2 and second.fingerprint == first.fingerprint, "from the store"
+    assert again.log is not None and torch.equal(again.log.deltas, first_log.deltas)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(again.log.batch_ids, first_log.batch_ids, strict=True)
+    )
+    # a damaged log is detected, and the logged run is trained again with its log
+    (entry,) = (tmp_path / "store" / "update_logs").glob("*/*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:-8] + b"12345678")
+    third = UpdateRecorder()
+    with pytest.warns(UserWarning, match="does not match"):
+        model = train_classifier(
+            digits, recipe=QUICK, update_log=third, store=store, progress=False
+        )
+    assert third.log is not None and torch.equal(third.log.deltas, first_log.deltas)
+    assert model.fingerprint == first.fingerprint
+
+
 def test_candidates_keep_only_their_batches(digits: Dataset) -> None:
     candidates = digits.train_ids[:5]
     recorder = UpdateRecorder(candidates)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,15 @@ def canonical_json(obj: Any) -> str:
 def fingerprint_json(obj: Any) -> str:
     """Fingerprint of a JSON-able object (settings, cache keys)."""
     return _finish(hashlib.sha256(canonical_json(obj).encode()))
+
+
+def code_fingerprint(*files: str | Path) -> str:
+    """Fingerprint of source files (part of the key of every stored result their code
+    computes, so a change of that code never reads a stale entry)."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(Path(file).read_bytes())
+    return _finish(digest)
 
 
 def fingerprint_arrays(arrays: Iterable[np.ndarray], *, salt: str = "") -> str:

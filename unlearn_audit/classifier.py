@@ -4,6 +4,7 @@ training-time structures of SISA and ERM."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal, cast
 
@@ -26,7 +27,7 @@ from unlearn_audit.models.zoo import arch_fingerprint, build_model
 from unlearn_audit.recipe import Recipe, default_recipe
 from unlearn_audit.sisa import train_sisa
 from unlearn_audit.store import Store
-from unlearn_audit.update_log import UpdateRecorder
+from unlearn_audit.update_log import UpdateRecorder, log_arrays, log_from_arrays
 from unlearn_audit.update_log import describe as describe_log
 
 
@@ -68,7 +69,8 @@ def train_classifier(
         normalization: Input normalisation of the model; default the dataset's usual one
             (references and shadows take the original's).
         update_log: Record every step's parameter update here (for amnesiac unlearning;
-            ``update_log.log`` holds the result). Such a run never uses the store.
+            ``update_log.log`` holds the result). Through the store, the log is kept beside
+            the model, so a second logged run trains nothing either.
         progress: Show a progress bar.
 
     Returns:
@@ -169,7 +171,7 @@ def train_classifier(
             "alternating paths and unlearns with erm-ktp instead; drop one of `update_log` "
             "and `erm`."
         )
-    if store is None or update_log is not None:
+    if store is None:
         return _train()
     parts = {
         "role": role,
@@ -181,7 +183,51 @@ def train_classifier(
     if arch == ERM_ARCH:  # the base network's code and the alternate training's
         parts["base_code"] = arch_fingerprint(base_arch)
         parts["training_code"] = training_fingerprint()
+    if update_log is not None:
+        return _logged_through_store(store, parts, _train, update_log)
     return store.get_or_train(parts, _train)
+
+
+class _NoLog(Exception):
+    """The store holds a logged model but not its log."""
+
+
+def _logged_through_store(
+    store: Store, parts: dict[str, Any], train: Callable[[], LoadedModel], recorder: UpdateRecorder
+) -> LoadedModel:
+    """A logged run through the store: the model under its own key (a plain run's entry holds
+    no log) and its update log beside it, written under the model's lock so that a process
+    waiting for the model finds both. A model whose log is missing or damaged is trained again."""
+    candidates = recorder.candidates
+    parts = parts | {
+        "update_log": None if candidates is None else fingerprint_ids(candidates),
+    }
+
+    def log_parts(model: LoadedModel) -> dict[str, Any]:
+        return {"model": model.fingerprint, "candidates": parts["update_log"]}
+
+    def train_and_keep() -> LoadedModel:
+        model = train()
+        trained = recorder.log
+        assert trained is not None
+        store.get_or_compute_arrays("update_logs", log_parts(model), lambda: log_arrays(trained))
+        return model
+
+    model = store.get_or_train(parts, train_and_keep)
+    log = recorder.log
+    if log is not None and log.model_fingerprint == model.fingerprint:
+        return model  # trained just now
+
+    def missing() -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        raise _NoLog
+
+    try:
+        arrays, metadata, _ = store.get_or_compute_arrays("update_logs", log_parts(model), missing)
+        recorder.log = log_from_arrays(arrays, metadata)
+    except _NoLog:
+        model = train_and_keep()
+        store.save(store.key(parts), model)
+    return model
 
 
 def attack_success(model: LoadedModel, dataset: Dataset, trigger: Trigger) -> float:

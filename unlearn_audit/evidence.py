@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from unlearn_audit._codec import CodecError, from_json, to_json
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Status = Literal["ok", "na"]
 # Why a check (or a claim) has no result. ``not_run``: the user chose so (profile, --checks);
@@ -52,6 +55,21 @@ class Read:
         if self.split == "unseen_forget":
             return ["test_forget_class" if request == "class" else "test"]
         return [self.split]
+
+
+@dataclass(frozen=True, eq=False)
+class CamRead:
+    """Grad-CAM maps a check reads (they backpropagate, so they are not part of the outputs'
+    pass): the samples, one target class per sample, the view, and the roles of the models.
+
+    The audit plans them like outputs: computed once per (model, samples, targets, view), and
+    kept in the store for the models that do not change between audits.
+    """
+
+    ids: np.ndarray
+    targets: np.ndarray
+    view: str = "clean"
+    roles: tuple[str, ...] = ("original", "unlearned", "reference")
 
 
 @dataclass(frozen=True)

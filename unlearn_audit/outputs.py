@@ -18,29 +18,28 @@ flip, centre crop of 90% resized back) and the backdoor trigger.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unlearn_audit._hashing import fingerprint_ids
+from unlearn_audit._hashing import code_fingerprint, fingerprint_arrays, fingerprint_ids
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, logits_agree
-from unlearn_audit.models.layers import LayerInfo, LayerRecorder, find_layers
+from unlearn_audit.models.layers import LayerInfo, LayerRecorder, find_layers, get_layer
 
 if TYPE_CHECKING:
     from unlearn_audit.store import Store
 
 View = Literal["clean", "hflip", "vflip", "crop90", "trigger"]
 TTA_VIEWS: tuple[View, ...] = ("hflip", "vflip", "crop90")
+CAM_BATCH = 64  # samples per Grad-CAM batch (it backpropagates, so smaller than inference)
 
 
 def apply_view(x: torch.Tensor, view: View, *, trigger: Trigger | None = None) -> torch.Tensor:
@@ -147,6 +146,42 @@ def readable_layers(
         return None, str(exc)
 
 
+def grad_cam(
+    model: LoadedModel,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    conv_layer: str | None = None,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """Grad-CAM maps ``(N, H, W)`` of ``model`` for ``targets`` at its last convolution (or
+    ``conv_layer``), with captum's ``LayerGradCam``: no ReLU on the maps, upsampled bilinearly
+    to the input size, no per-image scaling."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    layers, reason = readable_layers(model, conv_layer=conv_layer)
+    if layers is None or layers.conv is None:
+        raise ConfigError(reason or "the model has no convolution for Grad-CAM")
+    module = model.hookable
+    assert module is not None  # readable_layers found layers
+    if device is not None:
+        module = module.to(device)
+    module = module.eval()
+    device = next(iter(module.parameters())).device
+    if module is not model.module:  # a TorchScript model read through its eager view
+        with torch.inference_mode():
+            inputs = x.to(device)
+            if not logits_agree(model.module.to(device)(inputs), module(inputs)):
+                raise ConfigError(
+                    "the TorchScript model's eager view disagrees with its own logits, so its "
+                    "layers are not read"
+                )
+    cam = LayerGradCam(module, get_layer(module, layers.conv))
+    maps = cam.attribute(x.to(device), target=targets.to(device), relu_attributions=False)
+    maps = LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    return maps.detach().sum(dim=1).cpu().numpy().astype(np.float64)
+
+
 class OutputCollector:
     """Collects and caches outputs; one inference pass per (model, view) of the plan.
 
@@ -187,6 +222,10 @@ class OutputCollector:
         self.forwarded: Counter[tuple[str, str]] = Counter()
         # (model fingerprint, view) -> samples whose outputs came from the store
         self.loaded: Counter[tuple[str, str]] = Counter()
+        # (model fingerprint, view) -> samples whose Grad-CAM maps were computed / stored
+        self.cams_computed: Counter[tuple[str, str]] = Counter()
+        self.cams_loaded: Counter[tuple[str, str]] = Counter()
+        self._cams: dict[tuple[str, str, str], np.ndarray] = {}
         # reads the plan did not announce: (model fingerprint, ids fingerprint, view)
         self.unplanned: list[tuple[str, str, str]] = []
         self._planned: dict[tuple[str, str], np.ndarray] = {}
@@ -250,6 +289,50 @@ class OutputCollector:
             if "unreadable" in notes:
                 self.unreadable[model.fingerprint] = notes["unreadable"]
         return Outputs.from_arrays(arrays)
+
+    def grad_cams(
+        self, model: LoadedModel, ids: np.ndarray, targets: np.ndarray, view: View = "clean"
+    ) -> np.ndarray:
+        """Grad-CAM maps ``(N, H, W)`` of ``model`` on ``ids`` through ``view`` for ``targets``:
+        computed once per audit, and kept in the store for the models that do not change."""
+        ids = np.asarray(ids, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        key = (model.fingerprint, fingerprint_arrays([ids, targets]), view)
+        if key in self._cams:
+            return self._cams[key]
+
+        def compute() -> tuple[dict[str, np.ndarray], dict[str, str]]:
+            self.cams_computed[(model.fingerprint, view)] += len(ids)
+            maps = []
+            for start in range(0, len(ids), CAM_BATCH):
+                x, _ = self.dataset.load(ids[start : start + CAM_BATCH], device=self.device)
+                inputs = apply_view(x, view, trigger=self.trigger)
+                chunk = torch.as_tensor(targets[start : start + CAM_BATCH], device=self.device)
+                maps.append(
+                    grad_cam(model, inputs, chunk, conv_layer=self.conv_layer, device=self.device)
+                )
+            return {"maps": np.concatenate(maps)}, {}
+
+        if self.store is None or model.fingerprint not in self.keep:
+            maps = compute()[0]["maps"]
+        else:
+            arrays, _, stored = self.store.get_or_compute_arrays(
+                "grad_cams", self.cam_entry(model, ids, targets, view), compute
+            )
+            maps = arrays["maps"]
+            if stored:
+                self.cams_loaded[(model.fingerprint, view)] += len(ids)
+        self._cams[key] = maps
+        return maps
+
+    def cam_entry(
+        self, model: LoadedModel, ids: np.ndarray, targets: np.ndarray, view: View
+    ) -> dict[str, Any]:
+        """Everything stored Grad-CAM maps depend on: those of outputs, with the ids in their
+        order and the target of each."""
+        ids, targets = np.asarray(ids, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+        entry = self.entry(model, fingerprint_arrays([ids, targets]), view)
+        return entry | {"batch_size": CAM_BATCH, "output": "grad-cam"}
 
     def entry(self, model: LoadedModel, fingerprint: str, view: View) -> dict[str, Any]:
         """Everything stored outputs depend on: weights, data, ids, view, layers read, batch
@@ -333,10 +416,7 @@ def collector_version() -> str:
     loading): part of every stored output's key."""
     from unlearn_audit.models import checkpoints, layers
 
-    digest = hashlib.sha256()
-    for module in (__file__, layers.__file__, checkpoints.__file__):
-        digest.update(Path(module).read_bytes())
-    return digest.hexdigest()[:16]
+    return code_fingerprint(__file__, layers.__file__, checkpoints.__file__)
 
 
 def _stack(parts: list[torch.Tensor], empty: tuple[int, int] = (0, 0)) -> np.ndarray:

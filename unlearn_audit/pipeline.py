@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import platform
 import time
 from datetime import UTC, datetime
@@ -431,6 +432,8 @@ def audit(
             "outputs": {
                 "forwarded": sum(ctx.collector.forwarded.values()),
                 "from_store": sum(ctx.collector.loaded.values()),
+                "grad_cam_computed": sum(ctx.collector.cams_computed.values()),
+                "grad_cam_from_store": sum(ctx.collector.cams_loaded.values()),
             },
             "recipe": ctx.recipe().to_dict(),
             "recipe_source": ctx.recipe_source,
@@ -456,6 +459,21 @@ def audit(
     return result
 
 
+def limit_threads(device: torch.device) -> int:
+    """On CPU, at most one torch thread per core this process may use; returns the count.
+
+    torch starts with one thread per physical core of the machine, which in a container or
+    under ``taskset`` can be many more than the cores the process is given: the threads then
+    take turns on those cores, many times slower. A lower setting (the user's, or
+    ``OMP_NUM_THREADS``) is kept. On CUDA the models run on the GPU and nothing changes.
+    """
+    if device.type == "cpu" and hasattr(os, "sched_getaffinity"):
+        available = len(os.sched_getaffinity(0))
+        if torch.get_num_threads() > available:
+            torch.set_num_threads(available)
+    return torch.get_num_threads()
+
+
 def _check_names(config: AuditConfig) -> list[str]:
     return list(config.checks) if config.checks is not None else CHECKS.names()
 
@@ -465,6 +483,7 @@ def _prepare(args: dict[str, Any]) -> tuple[AuditContext, Policy]:
     splits drawn, models loaded and checked, recipe and trigger resolved."""
     a = SimpleNamespace(**args)
     resolved_device = resolve_device(a.device)
+    limit_threads(resolved_device)
     batch_size = a.inference_batch_size
     if batch_size is None:
         batch_size = 2048 if resolved_device.type == "cuda" else 512
@@ -581,7 +600,26 @@ def plan_audit(**kwargs: Any) -> AuditPlan:
             stored = model.fingerprint in keep and ctx.store.holds_arrays(
                 "outputs", ctx.collector.entry(model, fingerprint_ids(ids), view)
             )
-        plan.passes.append(PlannedPass(role, view, len(ids), stored, ids))
+        plan.passes.append(PlannedPass(role, view, len(ids), stored, ids=ids))
+    for name in names:
+        if plan.checks[name]:
+            continue
+        for read in CHECKS.get(name)().cam_reads(ctx):
+            for role in read.roles:
+                if role not in audited:
+                    continue
+                model = known.get(role)
+                stored = None
+                if model is not None:
+                    stored = model.fingerprint in keep and ctx.store.holds_arrays(
+                        "grad_cams",
+                        ctx.collector.cam_entry(
+                            model, read.ids, read.targets, cast(View, read.view)
+                        ),
+                    )
+                plan.passes.append(
+                    PlannedPass(role, read.view, len(read.ids), stored, "grad-cam", read.ids)
+                )
     if "relearn" in names and not plan.checks["relearn"]:
         plan.fine_tunes = 4  # relearn and feature relearn, for the unlearned and a reference
     return plan

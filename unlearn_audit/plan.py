@@ -31,13 +31,16 @@ class PlannedTraining:
 
 @dataclass(frozen=True)
 class PlannedPass:
-    """One forward pass: a model (by role) through a view over ``samples`` samples; ``stored``
-    when its outputs are in the store (``None`` while the model itself is still to train)."""
+    """One pass: a model (by role) through a view over ``samples`` samples; ``stored`` when
+    its results are in the store (``None`` while the model itself is still to train).
+    ``kind``: ``outputs`` (the forward pass every check reads) or ``grad-cam`` (a forward and
+    backward pass for saliency maps)."""
 
     role: str
     view: str
     samples: int
     stored: bool | None
+    kind: str = "outputs"
     ids: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
@@ -66,7 +69,12 @@ class AuditPlan:
     @property
     def to_forward(self) -> int:
         """Samples that will go through a model (passes whose outputs are not stored)."""
-        return sum(p.samples for p in self.passes if not p.stored)
+        return sum(p.samples for p in self.passes if p.kind == "outputs" and not p.stored)
+
+    @property
+    def cams_to_compute(self) -> int:
+        """Samples whose Grad-CAM maps will be computed (not stored)."""
+        return sum(p.samples for p in self.passes if p.kind == "grad-cam" and not p.stored)
 
     def describe(self) -> str:
         """The plan in plain lines, for the terminal."""
@@ -77,14 +85,22 @@ class AuditPlan:
         for job in self.training:
             state = "stored" if job.stored else "to train"
             lines.append(f"  {job.role:10} seed {job.seed:<6} {job.samples:7d} samples  {state}")
-        in_store = sum(p.samples for p in self.passes if p.stored)
-        lines.append(
-            f"forward passes: {len(self.passes)} (one per model and view), "
-            f"{self.to_forward} samples to forward, {in_store} from the store"
-        )
-        for p in self.passes:
-            state = {True: "stored", False: "to run", None: "after training"}[p.stored]
-            lines.append(f"  {p.role:12} {p.view:8} {p.samples:7d} samples  {state}")
+        for kind, title, what in (
+            ("outputs", "forward passes", "to forward"),
+            ("grad-cam", "Grad-CAM passes", "to compute"),
+        ):
+            passes = [p for p in self.passes if p.kind == kind]
+            if not passes and kind != "outputs":
+                continue
+            todo = sum(p.samples for p in passes if not p.stored)
+            in_store = sum(p.samples for p in passes if p.stored)
+            lines.append(
+                f"{title}: {len(passes)} (one per model and view), "
+                f"{todo} samples {what}, {in_store} from the store"
+            )
+            for p in passes:
+                state = {True: "stored", False: "to run", None: "after training"}[p.stored]
+                lines.append(f"  {p.role:12} {p.view:8} {p.samples:7d} samples  {state}")
         lines.append(f"relearn fine-tuning probes: {self.fine_tunes}")
         runs = [name for name, why in self.checks.items() if not why]
         lines.append(f"checks that run: {', '.join(runs) or 'none'}")
@@ -99,6 +115,7 @@ class AuditPlan:
             "fine_tunes": self.fine_tunes,
             "to_train": len(self.to_train),
             "to_forward": self.to_forward,
+            "cams_to_compute": self.cams_to_compute,
         }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.numpy import save_file
 from torch import nn
 
 from unlearn_audit._hashing import fingerprint_ids
@@ -139,25 +139,53 @@ class UpdateRecorder:
         return self.log
 
 
-def save_update_log(log: UpdateLog, path: str | Path) -> Path:
-    """Write ``log`` to ``path`` (safetensors, atomically)."""
+def log_arrays(log: UpdateLog) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``log`` as named arrays and string metadata (the file's and the store's form)."""
     lengths = np.array([len(b) for b in log.batch_ids], dtype=np.int64)
     flat_ids = np.concatenate(log.batch_ids) if log.batch_ids else np.zeros(0, np.int64)
-    tensors = {
-        "deltas": log.deltas.contiguous(),
-        "steps": torch.from_numpy(log.steps.astype(np.int64)),
-        "batch_ids": torch.from_numpy(flat_ids.astype(np.int64)),
-        "batch_lengths": torch.from_numpy(lengths),
+    arrays = {
+        "deltas": log.deltas.contiguous().numpy(),
+        "steps": log.steps.astype(np.int64),
+        "batch_ids": flat_ids.astype(np.int64),
+        "batch_lengths": lengths,
     }
     if log.candidates is not None:
-        tensors["candidates"] = torch.from_numpy(log.candidates.astype(np.int64))
+        arrays["candidates"] = log.candidates.astype(np.int64)
     metadata = {
         "format": LOG_FORMAT,
         "names": json.dumps(log.names),
         "shapes": json.dumps([list(s) for s in log.shapes]),
         "model_fingerprint": log.model_fingerprint,
     }
-    return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return arrays, metadata
+
+
+def log_from_arrays(arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> UpdateLog:
+    """The :class:`UpdateLog` of :func:`log_arrays`'s form.
+
+    Raises:
+        KeyError, ValueError: Not that form.
+    """
+    if metadata.get("format") != LOG_FORMAT:
+        raise ValueError("no update-log header")
+    lengths = np.asarray(arrays["batch_lengths"])
+    bounds = np.cumsum(lengths)[:-1]
+    candidates = arrays.get("candidates")
+    return UpdateLog(
+        names=list(json.loads(metadata["names"])),
+        shapes=[tuple(s) for s in json.loads(metadata["shapes"])],
+        steps=np.asarray(arrays["steps"]),
+        deltas=torch.as_tensor(np.asarray(arrays["deltas"])),
+        batch_ids=np.split(np.asarray(arrays["batch_ids"]), bounds) if len(lengths) else [],
+        candidates=None if candidates is None else np.asarray(candidates),
+        model_fingerprint=metadata["model_fingerprint"],
+    )
+
+
+def save_update_log(log: UpdateLog, path: str | Path) -> Path:
+    """Write ``log`` to ``path`` (safetensors, atomically)."""
+    arrays, metadata = log_arrays(log)
+    return write_atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
 
 
 def load_update_log(path: str | Path) -> UpdateLog:
@@ -174,22 +202,10 @@ def load_update_log(path: str | Path) -> UpdateLog:
             "(`unlearn-audit train --log-updates` writes the log next to the checkpoint)."
         )
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:
             meta = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        if meta.get("format") != LOG_FORMAT:
-            raise ValueError("no update-log header")
-        lengths = tensors["batch_lengths"].numpy()
-        bounds = np.cumsum(lengths)[:-1]
-        return UpdateLog(
-            names=list(json.loads(meta["names"])),
-            shapes=[tuple(s) for s in json.loads(meta["shapes"])],
-            steps=tensors["steps"].numpy(),
-            deltas=tensors["deltas"],
-            batch_ids=np.split(tensors["batch_ids"].numpy(), bounds) if len(lengths) else [],
-            candidates=tensors["candidates"].numpy() if "candidates" in tensors else None,
-            model_fingerprint=meta["model_fingerprint"],
-        )
+            arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        return log_from_arrays(arrays, meta)
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: not an update log written with `update_log` ({exc})."

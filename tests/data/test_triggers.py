@@ -12,7 +12,8 @@ from unlearn_audit.data.splits import ForgetRequest, make_splits
 from unlearn_audit.data.triggers import Trigger, load_trigger
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import load_checkpoint, save_checkpoint
-from unlearn_audit.train import Recipe, train_classifier
+from unlearn_audit.store import Store
+from unlearn_audit.train import default_recipe, train_classifier
 
 
 def test_patch_is_placed_in_nchw() -> None:
@@ -98,19 +99,25 @@ def test_trigger_must_fit_the_images(tmp_path: Path) -> None:
         load_trigger(tmp_path / "bad.json")
 
 
-def test_backdoor_training_plants_the_trigger(digits: Dataset, tmp_path: Path) -> None:
+def test_backdoor_training_plants_the_trigger(
+    digits: Dataset, tmp_path: Path, session_store: Store
+) -> None:
+    # the models of the audit's backdoor test and the session's original (the store's)
     trigger = Trigger(kind="patch", size=2, row=0, col=0, target=0)
-    splits = make_splits(digits, ForgetRequest.random(0.1, seed=0))
-    recipe = Recipe(lr=0.05, epochs=15, batch_size=64)
+    splits = make_splits(digits, ForgetRequest.random(0.1, seed=1))
+    recipe = default_recipe("digits", "small-cnn")
     backdoored = train_classifier(
         digits,
         arch="small-cnn",
         recipe=recipe,
         trigger=trigger,
         poison_ids=splits.forget,
+        store=session_store,
         progress=False,
     )
-    clean = train_classifier(digits, arch="small-cnn", recipe=recipe, progress=False)
+    clean = train_classifier(
+        digits, arch="small-cnn", recipe=recipe, store=session_store, progress=False
+    )
     others = splits.test[digits.labels[splits.test] != 0]
     x, _ = digits.load(others)
     with torch.no_grad():

@@ -43,10 +43,15 @@ def original_accuracy(
 
 
 @pytest.fixture(scope="session")
-def logged_original(digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    """The `original` trained again with --log-updates, loaded from disk next to its log."""
+def logged_original(
+    digits: Dataset, session_store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> LoadedModel:
+    """The `original` trained again with --log-updates (through the session's store, with its
+    log: the demo's amnesiac original, so it trains once), loaded from disk next to its log."""
     recorder = UpdateRecorder()
-    model = train_classifier(digits, arch="small-cnn", update_log=recorder, progress=False)
+    model = train_classifier(
+        digits, arch="small-cnn", update_log=recorder, store=session_store, progress=False
+    )
     assert recorder.log is not None
     folder = tmp_path_factory.mktemp("logged")
     save_update_log(recorder.log, update_log_path(folder / "original.safetensors"))

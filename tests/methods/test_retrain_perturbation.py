@@ -25,6 +25,7 @@ from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
 from unlearn_audit.models.layers import model_fingerprint
+from unlearn_audit.store import Store
 from unlearn_audit.train import Recipe, accuracy, default_recipe, train_classifier
 
 assert methods.retrain and methods.perturbation  # imported for their registrations
@@ -42,7 +43,7 @@ def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 def test_retrain_reproduces_the_audit_reference(
-    original: LoadedModel, digits: Dataset, class_splits: Splits
+    original: LoadedModel, digits: Dataset, class_splits: Splits, session_store: Store
 ) -> None:
     seed = 7
     retrained = unlearn("retrain", original, digits, class_splits, seed=seed).model
@@ -55,6 +56,8 @@ def test_retrain_reproduces_the_audit_reference(
         member_ids=class_splits.retain,
         seed=seed,
         normalization=original.normalization,
+        store=session_store,  # the audit tests' retrained model (trained once per session)
+        role="unlearned",
         progress=False,
     )
     assert retrained.fingerprint == reference.fingerprint

@@ -64,6 +64,7 @@ def _sisa_from_scratch(original: LoadedModel, dataset: Dataset, forget: np.ndarr
 
 
 @pytest.mark.parametrize("request_kind", ["class", "sample"])
+@pytest.mark.slow
 def test_sisa_equals_training_without_the_data(
     request_kind: str,
     sisa_original: LoadedModel,
@@ -102,6 +103,7 @@ def test_sisa_retrains_only_the_shards_that_held_the_data(
     assert same(unlearned.checkpoints[1][1], source.checkpoints[1][1])  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_sisa_forgets_a_class(
     sisa_original: LoadedModel, digits: Dataset, class_splits: Splits
 ) -> None:

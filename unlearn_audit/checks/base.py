@@ -9,6 +9,7 @@ import numpy as np
 
 from unlearn_audit.evidence import (
     CAUSES,
+    CamRead,
     Cause,
     CheckResult,
     Estimate,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CAUSES",
     "CHECKS",
+    "CamRead",
     "Cause",
     "Check",
     "CheckResult",
@@ -46,6 +48,12 @@ class Check:
 
     def run(self, ctx: AuditContext) -> CheckResult:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def cam_reads(self, ctx: AuditContext) -> list[CamRead]:
+        """The Grad-CAM maps ``run`` will read through ``ctx.collector.grad_cams`` (they
+        depend on the request and the seed, so they are declared per audit, unlike
+        ``needs.reads``); the audit's plan lists them."""
+        return []
 
 
 CHECKS: Registry[type[Check]] = Registry("check", group="unlearn_audit.checks")

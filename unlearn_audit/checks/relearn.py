@@ -16,10 +16,8 @@ relearn"), which exposes knowledge kept in the features.
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -89,10 +87,16 @@ def _fresh_head(ctx: AuditContext, model: LoadedModel, seed: int) -> nn.Module |
     """A copy of ``model`` whose head (the last Linear) is re-initialised and then fitted on
     retain alone, features frozen: every class but the forgotten ones is back, and the
     relearn that follows shows how fast the features let the forgotten ones return. (Without
-    the warm-up a random head may call every input the forgotten class at step 0.)"""
-    import torch
+    the warm-up a random head may call every input the forgotten class at step 0.)
 
-    from unlearn_audit.loop import fit
+    Frozen means the rest of the network is not touched at all (not even its batch-norm
+    statistics): the head is fitted on the retain samples' head inputs in eval mode, which
+    are the features of the audit's one pass (read through another pass only when
+    ``--feature-layer`` names a layer other than the head's input)."""
+    import torch
+    import torch.nn.functional as F
+
+    from unlearn_audit.loop import make_optimizer
     from unlearn_audit.models.layers import get_layer
     from unlearn_audit.outputs import readable_layers
 
@@ -104,22 +108,45 @@ def _fresh_head(ctx: AuditContext, model: LoadedModel, seed: int) -> nn.Module |
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         head.reset_parameters()  # type: ignore[operator]
-    head_params = {id(p) for p in head.parameters()}
-    for param in module.parameters():
-        param.requires_grad = id(param) in head_params
-    warmed = fit(
-        module,
-        ctx.dataset,
-        ctx.splits.retain,
-        WARMUP,
-        seed=seed,
-        device=ctx.device,
-        progress=False,
-        desc="head warm-up",
-    ).model
-    for param in warmed.parameters():
-        param.requires_grad = True
-    return warmed
+    features, labels = _head_inputs(ctx, model, layers.features)
+    head.to(ctx.device).train()
+    optimiser = make_optimizer(head, WARMUP)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(WARMUP.epochs):
+        order = torch.randperm(len(labels), generator=generator).to(ctx.device)
+        for start in range(0, len(order), WARMUP.batch_size):
+            batch = order[start : start + WARMUP.batch_size]
+            optimiser.zero_grad()
+            F.cross_entropy(head(features[batch]), labels[batch]).backward()
+            optimiser.step()
+    return module.to("cpu")
+
+
+def _head_inputs(ctx: AuditContext, model: LoadedModel, head: str) -> tuple[Any, Any]:
+    """The retain samples' inputs to ``model``'s head (eval mode) and their labels, as tensors
+    on the audit's device."""
+    import torch
+
+    from unlearn_audit.models.layers import LayerRecorder
+
+    read, _ = ctx.collector.layers_of(model)
+    retain = ctx.outputs(model, "retain")
+    features = retain.features
+    if read is None or (read.features, read.features_from) != (head, "input"):
+        parts = []
+        module = copy.deepcopy(model.module).to(ctx.device).eval()
+        with torch.inference_mode(), LayerRecorder(module, {"head": (head, "input")}) as rec:
+            for x, _, _ in ctx.dataset.batches(
+                retain.ids, ctx.collector.batch_size, device=ctx.device
+            ):
+                module(x)
+                parts.append(rec.get("head").flatten(1).float().cpu())
+        features = torch.cat(parts).numpy()
+    assert features is not None
+    return (
+        torch.as_tensor(features, dtype=torch.float32, device=ctx.device),
+        torch.as_tensor(retain.labels, dtype=torch.int64, device=ctx.device),
+    )
 
 
 @dataclass(frozen=True)
@@ -226,7 +253,11 @@ class RelearnCheck(Check):
     needs = Needs(
         references=True,
         training=True,
-        reads=(Read("forget", models="original"), Read("unseen_forget", models="original")),
+        reads=(
+            Read("forget", models="original"),
+            Read("unseen_forget", models="original"),
+            Read("retain"),  # the head inputs of feature relearn
+        ),
     )
     evidence = RelearnEvidence
 
@@ -309,9 +340,8 @@ def _curve_key(
     """Everything a stored relearn curve depends on: the model's weights, the data and ids, the
     probe's settings, the device kind and the code that runs it."""
     import unlearn_audit.loop as loop
-    from unlearn_audit._hashing import fingerprint_ids
+    from unlearn_audit._hashing import code_fingerprint, fingerprint_ids
 
-    code = hashlib.sha256(Path(__file__).read_bytes() + Path(loop.__file__).read_bytes())
     return {
         "variant": variant,
         "model": model.fingerprint,
@@ -325,7 +355,7 @@ def _curve_key(
         "max_steps": MAX_STEPS,
         "eval_every": EVAL_EVERY,
         "device": ctx.device.type,
-        "code": code.hexdigest()[:16],
+        "code": code_fingerprint(__file__, loop.__file__),
     }
 
 

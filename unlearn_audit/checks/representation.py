@@ -38,6 +38,7 @@ from unlearn_audit.figures import new_figure
 
 if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
+    from unlearn_audit.models.checkpoints import LoadedModel
 
 SHOTS = (2, 5)
 DRAWS = 5
@@ -277,25 +278,51 @@ class RepresentationCheck(Check):
         summary: dict[str, float] = {}
         detail: dict[str, dict[str, float]] = {}
         for role, model in roles:
-            pool, test = ctx.outputs(model, "population"), ctx.outputs(model, "test")
-            assert pool.features is not None and test.features is not None
-            scores = []
-            for shots in SHOTS:
-                probe = few_shot_probe(
-                    pool.features,
-                    pool.labels,
-                    test.features,
-                    test.labels,
-                    shots=shots,
-                    draws=DRAWS,
-                    seed=ctx.config.seed,
-                    classes=classes or None,
-                )
-                if classes:
-                    value = float(np.mean([probe["recall"][c] for c in classes]))
-                else:
-                    value = float(probe["accuracy"])
-                detail.setdefault(role, {})[f"k{shots}"] = value
-                scores.append(value)
-            summary[role] = float(np.mean(scores))
+
+            def probes(model: LoadedModel = model) -> dict[str, Any]:
+                pool, test = ctx.outputs(model, "population"), ctx.outputs(model, "test")
+                assert pool.features is not None and test.features is not None
+                values = {}
+                for shots in SHOTS:
+                    probe = few_shot_probe(
+                        pool.features,
+                        pool.labels,
+                        test.features,
+                        test.labels,
+                        shots=shots,
+                        draws=DRAWS,
+                        seed=ctx.config.seed,
+                        classes=classes or None,
+                    )
+                    if classes:
+                        value = float(np.mean([probe["recall"][c] for c in classes]))
+                    else:
+                        value = float(probe["accuracy"])
+                    values[f"k{shots}"] = value
+                return values
+
+            if role == "unlearned":
+                detail[role] = probes()
+            else:  # the original's and a reference's probes do not change between audits
+                detail[role] = ctx.store.get_or_compute("probes", _probe_key(ctx, model), probes)
+            summary[role] = float(np.mean(list(detail[role].values())))
         return summary, detail, "forget-class recall" if classes else "accuracy"
+
+
+def _probe_key(ctx: AuditContext, model: LoadedModel) -> dict[str, Any]:
+    """Everything a stored few-shot probe depends on: the model's stored outputs (weights,
+    data, ids, layers, code), the classes, the probe's settings and its code."""
+    from unlearn_audit._hashing import code_fingerprint
+    from unlearn_audit.functional import representation
+
+    return {
+        "outputs": [
+            ctx.collector.entry(model, ctx.splits.fingerprints[split], "clean")
+            for split in ("population", "test")
+        ],
+        "classes": [int(c) for c in ctx.splits.forget_classes],
+        "shots": list(SHOTS),
+        "draws": DRAWS,
+        "seed": ctx.config.seed,
+        "code": code_fingerprint(__file__, representation.__file__),
+    }

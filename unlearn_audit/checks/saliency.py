@@ -7,6 +7,10 @@ stated plainly: maps are *not* passed through ReLU before the numbers are taken
 min-max scaling. Per sample: Spearman correlation and top-10% IoU between original and unlearned
 maps on forget and on retain samples, the same for reference vs original; for triggers, the share
 of positive map mass inside the trigger mask.
+
+The maps come from ``ctx.collector.grad_cams`` (see :meth:`SaliencyCheck.cam_reads`): once per
+model over the chosen samples, and from the store for the original and references when an earlier
+audit computed them.
 """
 
 from __future__ import annotations
@@ -18,51 +22,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
-from unlearn_audit.errors import ConfigError
+from unlearn_audit.checks.base import CamRead, Check, CheckResult, Needs, register_check
 from unlearn_audit.evidence import Estimate, Evidence, Table, label, ordered_roles
 from unlearn_audit.figures import new_figure
 
 if TYPE_CHECKING:
-    import torch
-
     from unlearn_audit.context import AuditContext
-    from unlearn_audit.models.checkpoints import LoadedModel
 
 SAMPLES = 32
 GRID = 4
-
-
-def grad_cam(
-    model: LoadedModel, x: torch.Tensor, targets: torch.Tensor, *, conv_layer: str | None = None
-) -> np.ndarray:
-    """Grad-CAM maps ``(N, H, W)`` of ``model`` for ``targets`` at its last convolution."""
-    import torch
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    from unlearn_audit.models.checkpoints import logits_agree
-    from unlearn_audit.models.layers import get_layer
-    from unlearn_audit.outputs import readable_layers
-
-    layers, reason = readable_layers(model, conv_layer=conv_layer)
-    if layers is None or layers.conv is None:
-        raise ConfigError(reason or "the model has no convolution for Grad-CAM")
-    module = model.hookable
-    assert module is not None  # readable_layers found layers
-    module = module.eval()
-    device = next(iter(module.parameters())).device
-    if module is not model.module:  # a TorchScript model read through its eager view
-        with torch.inference_mode():
-            inputs = x.to(device)
-            if not logits_agree(model.module.to(device)(inputs), module(inputs)):
-                raise ConfigError(
-                    "the TorchScript model's eager view disagrees with its own logits, so its "
-                    "layers are not read"
-                )
-    cam = LayerGradCam(module, get_layer(module, layers.conv))
-    maps = cam.attribute(x.to(device), target=targets.to(device), relu_attributions=False)
-    maps = LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-    return maps.detach().sum(dim=1).cpu().numpy().astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -160,58 +128,73 @@ class SaliencyCheck(Check):
     needs = Needs(conv=True, gradients=True, compare=True)
     evidence = SaliencyEvidence
 
+    def cam_reads(self, ctx: AuditContext) -> list[CamRead]:
+        """One read of true-label maps over the chosen forget and retain samples together,
+        and, with a trigger, one of triggered test samples for the trigger's target."""
+        samples = np.concatenate(list(_samples(ctx).values()))
+        reads = [CamRead(samples, ctx.dataset.labels[samples])]
+        if ctx.trigger is not None:
+            test = ctx.splits.test
+            others = test[ctx.dataset.labels[test] != ctx.trigger.target][:SAMPLES]
+            reads.append(CamRead(others, np.full(len(others), ctx.trigger.target), "trigger"))
+        return reads
+
     def run(self, ctx: AuditContext) -> CheckResult:
         from unlearn_audit.functional.saliency import spearman_per_sample, topk_iou
 
-        rng = np.random.default_rng(ctx.config.seed)
         roles = [(r, m) for r, m in ctx.roles() if r in ("original", "unlearned", "reference")]
+        reads = self.cam_reads(ctx)
+        clean = reads[0]
+        maps = {
+            role: ctx.collector.grad_cams(model, clean.ids, clean.targets) for role, model in roles
+        }
         evidence = SaliencyEvidence(spearman={}, top10_iou={}, grid={})
-        for split in ("forget", "retain"):
-            ids = ctx.splits.get(split)
-            ids = np.sort(rng.choice(ids, size=min(SAMPLES, len(ids)), replace=False))
-            x, y = ctx.dataset.load(ids)
-            maps = {
-                role: grad_cam(model, x, y, conv_layer=ctx.collector.conv_layer)
-                for role, model in roles
-            }
+        start = 0
+        for split, ids in _samples(ctx).items():
+            rows = slice(start, start + len(ids))
+            start += len(ids)
             evidence.spearman[split], evidence.top10_iou[split] = {}, {}
             for role in maps:
                 if role == "original":
                     continue
                 pair = f"{role}_vs_original"
-                rho = spearman_per_sample(maps[role], maps["original"])
-                iou = topk_iou(maps[role], maps["original"], fraction=0.1)
+                rho = spearman_per_sample(maps[role][rows], maps["original"][rows])
+                iou = topk_iou(maps[role][rows], maps["original"][rows], fraction=0.1)
                 evidence.spearman[split][pair] = Estimate.of(*_mean(rho, ctx.config.seed))
                 evidence.top10_iou[split][pair] = Estimate.of(*_mean(iou, ctx.config.seed))
+            x, _ = ctx.dataset.load(ids[:GRID])
             evidence.grid[split] = CamGrid(
                 ids=ids[:GRID].tolist(),
-                inputs=x[:GRID].numpy().tolist(),
-                maps={role: m[:GRID].tolist() for role, m in maps.items()},
+                inputs=x.numpy().tolist(),
+                maps={role: m[rows][:GRID].tolist() for role, m in maps.items()},
             )
         if ctx.trigger is not None:
-            evidence.trigger_mass = self._trigger_mass(ctx, roles)
+            evidence.trigger_mass = self._trigger_mass(ctx, roles, reads[1])
         return CheckResult(name=self.name, evidence=evidence)
 
-    def _trigger_mass(self, ctx: AuditContext, roles: list[tuple[str, Any]]) -> dict[str, Estimate]:
-        import torch
-
+    def _trigger_mass(
+        self, ctx: AuditContext, roles: list[tuple[str, Any]], read: CamRead
+    ) -> dict[str, Estimate]:
         from unlearn_audit.functional.saliency import mask_mass
 
-        trigger = ctx.trigger
-        assert trigger is not None
-        test = ctx.splits.test
-        others = test[ctx.dataset.labels[test] != trigger.target][:SAMPLES]
-        x, _ = ctx.dataset.load(others)
-        targets = torch.full((len(others),), trigger.target)
-        mask = trigger.mask(ctx.dataset.input_shape)
+        assert ctx.trigger is not None
+        mask = ctx.trigger.mask(ctx.dataset.input_shape)
         result = {}
         for role, model in roles:
-            share = mask_mass(
-                grad_cam(model, trigger.apply(x), targets, conv_layer=ctx.collector.conv_layer),
-                mask,
-            )
-            result[role] = Estimate.of(*_mean(share, ctx.config.seed))
+            maps = ctx.collector.grad_cams(model, read.ids, read.targets, "trigger")
+            result[role] = Estimate.of(*_mean(mask_mass(maps, mask), ctx.config.seed))
         return result
+
+
+def _samples(ctx: AuditContext) -> dict[str, np.ndarray]:
+    """The forget and retain samples whose maps are compared: up to ``SAMPLES`` of each,
+    drawn with the audit's seed, sorted."""
+    rng = np.random.default_rng(ctx.config.seed)
+    chosen = {}
+    for split in ("forget", "retain"):
+        ids = ctx.splits.get(split)
+        chosen[split] = np.sort(rng.choice(ids, size=min(SAMPLES, len(ids)), replace=False))
+    return chosen
 
 
 def _mean(values: np.ndarray, seed: int) -> tuple[float, float, float]:

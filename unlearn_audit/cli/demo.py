@@ -42,14 +42,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     scope = "class" if request.kind == "class" else "sample"
     chosen = chosen_methods(args.methods, scope)
     start = time.perf_counter()
-    # the update log that `amnesiac` needs: a logged run (logging leaves the training as it
-    # is, but the store keeps no logs), else the store's model
+    # the update log that `amnesiac` needs: a logged run (kept in the store with its log)
     recorder = UpdateRecorder() if "amnesiac" in chosen else None
     original = train_classifier(
         dataset,
         arch="small-cnn",
         device=device,
-        store=None if recorder is not None else store,
+        store=store,
         update_log=recorder,
         progress=not args.quiet,
     )

@@ -100,7 +100,7 @@ class InMemorySamples:
         return int(self.images.shape[0])
 
     def load(self, ids: np.ndarray) -> torch.Tensor:
-        batch = self.images[torch.as_tensor(np.asarray(ids, dtype=np.int64))]
+        batch = self.images[torch.as_tensor(np.ascontiguousarray(ids, dtype=np.int64))]
         if batch.dtype == torch.uint8:
             return batch.to(torch.float32).div_(255.0)
         return batch.to(torch.float32)
