@@ -34,6 +34,32 @@ def test_digits_is_deterministic() -> None:
     np.testing.assert_array_equal(a.train_ids, b.train_ids)
 
 
+def test_digits_are_scikit_learns_read_without_importing_it(
+    digits: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from unlearn_audit.data import datasets
+
+    bunch = load_digits()
+    x, y = digits.load(np.arange(len(digits)))
+    np.testing.assert_array_equal(x.numpy()[:, 0], (bunch.images / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(y.numpy(), bunch.target)
+    code = (
+        "import sys; from unlearn_audit.data.datasets import load_digits; load_digits(); "
+        "print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "scikit-learn costs most of a second to import"
+    # where scikit-learn keeps its file elsewhere, the same data through scikit-learn
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert datasets.load_digits().fingerprint == digits.fingerprint
+
+
 def test_batches_slice_in_order_and_shuffle(digits: Dataset) -> None:
     ids = digits.train_ids[:70]
     seen = [batch_ids for _, _, batch_ids in digits.batches(ids, 32)]

@@ -19,6 +19,7 @@ from unlearn_audit.functional.mia import (
     lira_offline_scores,
     logit_confidence,
     loss_threshold_scores,
+    rmia_offline_scores,
     roc,
     shokri_features,
     softmax,
@@ -306,6 +307,59 @@ def test_lira_validation() -> None:
         lira_offline_scores([1.0], np.zeros((2, 1)), min_std=0.0)
     with pytest.raises(ConfigError, match="`global_variance` must be True, False or None"):
         lira_offline_scores([1.0], np.zeros((2, 1)), global_variance="yes")  # type: ignore[arg-type]
+
+
+def test_rmia_hand_computed() -> None:
+    # a = 1: p(x) is the out mean. Ratios of x: 0.8 / 0.4 = 2 and 0.3 / 0.6 = 0.5
+    target_x, out_x = np.array([0.8, 0.3]), np.array([[0.2, 0.5], [0.6, 0.7]])
+    # ratios of z: 0.5 / 0.5 = 1, 0.9 / 0.3 = 3 (the NaN model trained on z[1]), 0.2 / 0.4
+    target_z = np.array([0.5, 0.9, 0.2])
+    out_z = np.array([[0.5, np.nan, 0.4], [0.5, 0.3, 0.4]])
+    scores = rmia_offline_scores(target_x, out_x, target_z, out_z, a=1.0)
+    assert scores == pytest.approx([2 / 3, 0.0])  # 2 > 1, 0.5; 0.5 > nothing (strict)
+    # gamma 2.5: 2 / 2.5 = 0.8 is above one ratio of z
+    assert rmia_offline_scores(target_x, out_x, target_z, out_z, a=1.0, gamma=2.5) == (
+        pytest.approx([1 / 3, 0.0])
+    )
+    # a = 0: p(.) = (mean_out + 1) / 2, the paper's offline correction
+    corrected = rmia_offline_scores([0.8], [[0.2]], [0.5, 0.1], [[0.5, 0.9]], a=0.0)
+    assert corrected == pytest.approx([1.0])  # 0.8 / 0.6 = 1.33 beats 0.5 / 0.75, 0.1 / 0.95
+
+
+def test_rmia_properties() -> None:
+    rng = np.random.default_rng(0)
+    out = rng.uniform(0.05, 0.95, (4, 600))
+    # a model like the out models: members and non-members look alike (AUC about 0.5)
+    alike = np.clip(out.mean(axis=0) + rng.normal(0, 0.05, 600), 0, 1)
+    scores = rmia_offline_scores(alike[:400], out[:, :400], alike[400:], out[:, 400:])
+    assert abs(auc(scores[:200], scores[200:400]) - 0.5) < 0.1
+    assert np.all((scores >= 0) & (scores <= 1))
+    # a model more confident on its members separates them
+    member = np.clip(alike[:200] + 0.3, 0, 1)
+    scores = rmia_offline_scores(
+        np.concatenate([member, alike[200:400]]), out[:, :400], alike[400:], out[:, 400:]
+    )
+    assert auc(scores[:200], scores[200:400]) > 0.9
+    # the score is monotone in the target's probability
+    grid = np.linspace(0.0, 1.0, 11)
+    ranked = rmia_offline_scores(grid, np.full((2, 11), 0.5), alike[400:], out[:, 400:])
+    assert np.all(np.diff(ranked) >= 0)
+
+
+def test_rmia_validation() -> None:
+    ok = {"target_x": [0.5], "out_x": [[0.5]], "target_z": [0.5], "out_z": [[0.5]]}
+    with pytest.raises(ConfigError, match=r"`out_x` must be an array of shape \(K, 1\)"):
+        rmia_offline_scores(**(ok | {"out_x": [[0.5, 0.5]]}))
+    with pytest.raises(ConfigError, match=r"`out_z` must be an array of shape \(K', 1\)"):
+        rmia_offline_scores(**(ok | {"out_z": [[0.5, 0.5]]}))
+    with pytest.raises(ConfigError, match="`out_z` must be a finite value"):
+        rmia_offline_scores(**(ok | {"out_z": [[np.nan]]}))
+    with pytest.raises(ConfigError, match="`target_x` must be probabilities in"):
+        rmia_offline_scores(**(ok | {"target_x": [1.5]}))
+    with pytest.raises(ConfigError, match="`a` must be a number in"):
+        rmia_offline_scores(**ok, a=2.0)
+    with pytest.raises(ConfigError, match="`gamma` must be a positive number"):
+        rmia_offline_scores(**ok, gamma=0.0)
 
 
 def test_loss_threshold_scores() -> None:

@@ -378,17 +378,35 @@ def load_dataset(name: str = "digits", root: str | Path | None = None) -> Datase
 DIGITS_HELDOUT = 797
 
 
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The digits pixels ``(1797, 64)`` and labels, read from the file scikit-learn ships
+    (what ``sklearn.datasets.load_digits`` reads) without importing scikit-learn, which costs
+    most of a second; through scikit-learn when the file is not where it used to be."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    origin = spec.origin if spec else None
+    path = Path(origin).parent / "datasets" / "data" / "digits.csv.gz" if origin else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits as _sk_load_digits
+
+        bunch = _sk_load_digits()
+        return np.asarray(bunch.data), np.asarray(bunch.target)
+    with gzip.open(path, "rt") as handle:
+        data = np.loadtxt(handle, delimiter=",")
+    return data[:, :-1], data[:, -1]
+
+
 @register_dataset(
     "digits",
     description="scikit-learn's 1,797 handwritten digits, 8x8, 10 classes (embedded; default)",
 )
 def load_digits(root: Path | None = None) -> Dataset:
     """scikit-learn's digits: 1,000 training and 797 held-out images, 1x8x8, values / 16."""
-    from sklearn.datasets import load_digits as _sk_load_digits
-
-    bunch = _sk_load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32)[:, None] / 16.0
-    labels = np.asarray(bunch.target, dtype=np.int64)
+    pixels, target = _sklearn_digits()
+    images = pixels.astype(np.float32).reshape(-1, 1, 8, 8) / 16.0
+    labels = target.astype(np.int64)
     return make_dataset(
         "digits",
         InMemorySamples(torch.from_numpy(images)),

@@ -1,10 +1,13 @@
-"""Membership inference: ROC figures, Shokri shadow attack, offline LiRA, loss threshold.
+"""Membership inference: ROC figures, Shokri shadow attack, offline LiRA and RMIA, loss
+threshold.
 
 Scores are always "higher = more member-like". Members are labelled 1, non-members 0.
 
 References:
     Shokri et al. 2017, "Membership Inference Attacks Against Machine Learning Models".
     Carlini et al. 2022, "Membership Inference Attacks From First Principles" (LiRA).
+    Zarifzadeh, Liu & Shokri 2024, "Low-Cost High-Power Membership Inference Attacks"
+    (RMIA).
     Yeom et al. 2018, "Privacy Risk in Machine Learning: Analyzing the Connection to
     Overfitting".
 """
@@ -41,6 +44,7 @@ __all__ = [
     "lira_offline_scores",
     "logit_confidence",
     "loss_threshold_scores",
+    "rmia_offline_scores",
     "roc",
     "shokri_features",
     "softmax",
@@ -412,6 +416,73 @@ def lira_offline_scores(
             mean, math.sqrt(float(((out - mean) ** 2).sum()) / (out.size - out.shape[1]))
         )
     return np.asarray((target - mean) / np.maximum(std, min_std))
+
+
+def rmia_offline_scores(
+    target_x: Any,
+    out_x: Any,
+    target_z: Any,
+    out_z: Any,
+    *,
+    a: float = 0.3,
+    gamma: float = 1.0,
+) -> np.ndarray:
+    """Offline RMIA score (Zarifzadeh, Liu & Shokri, ICML 2024): the share of population
+    samples ``z`` that the target sample ``x`` dominates.
+
+    With ``p(x|theta)`` the audited model's probability of the true label, ``p(x)`` is
+    approximated from models that never trained on ``x`` as
+    ``((1 + a) * mean_out(x) + (1 - a)) / 2`` (the paper's offline correction: in models
+    would raise the average). The likelihood ratio of ``x`` against ``z`` is
+    ``(p(x|theta) / p(x)) / (p(z|theta) / p(z))``, and the score of ``x`` is the fraction of
+    ``z`` with a ratio above ``gamma``. The defaults ``a = 0.3``, ``gamma = 1`` are those of
+    the authors' code (privacytrustlab/ml_privacy_meter).
+
+    Args:
+        target_x: The audited model's true-class probabilities of the targets ``(N,)``.
+        out_x: The same for K models that never trained on them ``(K, N)``.
+        target_z: The audited model's true-class probabilities of the population ``(M,)``.
+        out_z: The same for the out models ``(K', M)``; NaN where a model trained on that
+            ``z`` (its mean is then over the others; each ``z`` needs one finite value).
+        a: Offline correction in ``[0, 1]`` (1: the out mean is ``p(x)``).
+        gamma: Threshold of the ratio, ``> 0``.
+
+    Returns:
+        ``(N,)`` scores in ``[0, 1]``; higher = more member-like.
+
+    Raises:
+        ConfigError: On mismatched shapes, probabilities outside ``[0, 1]``, a ``z`` without
+            an out value, or ``a`` / ``gamma`` out of range.
+    """
+    tx = check_array(target_x, "target_x", ndim=1, shape_hint="(N,)")
+    ox = check_array(out_x, "out_x", ndim=2, shape_hint="(K, N)", min_rows=1)
+    tz = check_array(target_z, "target_z", ndim=1, shape_hint="(M,)", min_rows=1)
+    oz = check_array(out_z, "out_z", ndim=2, shape_hint="(K', M)", finite=False, min_rows=1)
+    if ox.shape[1] != tx.shape[0]:
+        raise fail("out_x", f"an array of shape (K, {tx.shape[0]})", describe(ox))
+    if oz.shape[1] != tz.shape[0]:
+        raise fail("out_z", f"an array of shape (K', {tz.shape[0]})", describe(oz))
+    finite = np.isfinite(oz)
+    if not finite.any(axis=0).all():
+        raise fail("out_z", "a finite value (an out model) for every population sample", "NaN")
+    for name, values in (("target_x", tx), ("out_x", ox), ("target_z", tz), ("out_z", oz)):
+        if np.any((values[np.isfinite(values)] < 0) | (values[np.isfinite(values)] > 1)):
+            raise fail(name, "probabilities in [0, 1]", describe(values))
+    if not (isinstance(a, (int, float)) and 0.0 <= a <= 1.0):
+        raise fail("a", "a number in [0, 1]", a)
+    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma > 0):
+        raise fail("gamma", "a positive number", gamma)
+
+    def prior(mean_out: np.ndarray) -> np.ndarray:
+        return ((1.0 + a) * mean_out + (1.0 - a)) / 2.0
+
+    tiny = np.finfo(np.float64).tiny
+    ratio_x = tx / np.maximum(prior(ox.mean(axis=0)), tiny)
+    mean_z = np.where(finite, oz, 0.0).sum(axis=0) / finite.sum(axis=0)
+    ratio_z = np.sort(tz / np.maximum(prior(mean_z), tiny))
+    # ratio_x / ratio_z > gamma  <=>  ratio_z < ratio_x / gamma (ratios are >= 0)
+    dominated = np.searchsorted(ratio_z, ratio_x / gamma, side="left")
+    return np.asarray(dominated / len(ratio_z), dtype=np.float64)
 
 
 def loss_threshold_scores(losses: Any) -> np.ndarray:
