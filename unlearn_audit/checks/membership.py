@@ -1,7 +1,7 @@
 """membership (seed 004; Shokri et al. 2017; Carlini et al. 2022): can an attacker tell the
 forget set apart from samples the model never saw?
 
-Three attacks, all fitted on the same shadow bank (models of the original's architecture and
+Four attacks, all fitted on the same shadow bank (models of the original's architecture and
 recipe trained on random halves of the population):
 
 - ``shokri``: one attack classifier per class on the sorted softmax vector and the true-class
@@ -10,6 +10,11 @@ recipe trained on random halves of the population):
 - ``lira``: offline per-example attack. Every shadow and every (other) reference is "out" for
   every forget and test sample, so each sample's out-distribution of the logit-scaled
   confidence is fitted and the audited model is scored by how far above it it sits.
+- ``rmia``: offline RMIA (Zarifzadeh, Liu & Shokri 2024) on the same out models: the share of
+  population samples ``z`` whose likelihood ratio ``p(z|model) / p(z)`` the target sample's
+  exceeds, with ``p(.)`` the out models' average true-class probability under the paper's
+  offline correction (``a = 0.3``, ``gamma = 1``, the authors' code's defaults); a shadow is
+  not an out model for the population samples it trained on.
 - ``loss``: a plain loss threshold, the floor any attack must beat.
 
 Each attack scores forget samples (members of the original) against unseen samples of the same
@@ -45,12 +50,12 @@ if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
 
-ATTACKS = ("shokri", "lira", "loss")
+ATTACKS = ("shokri", "lira", "rmia", "loss")
 FPRS = (0.01, 0.001)
 BOOTSTRAP_RESAMPLES = 400
 ROC_POINTS = 200
 EXPOSED = 10
-ATTACK_NAMES = {"lira": "LiRA", "shokri": "Shokri", "loss": "loss-threshold"}
+ATTACK_NAMES = {"lira": "LiRA", "rmia": "RMIA", "shokri": "Shokri", "loss": "loss-threshold"}
 
 
 @dataclass(frozen=True)
@@ -118,10 +123,10 @@ class Exposed:
 
 @dataclass
 class MembershipEvidence(Evidence):
-    """Three attacks on every model.
+    """Four attacks on every model.
 
     Attributes:
-        attacks: attack (``shokri``, ``lira``, ``loss``) -> model role -> its result.
+        attacks: attack (``shokri``, ``lira``, ``rmia``, ``loss``) -> model role -> its result.
         nonmembers: The split of unseen samples the forget set is scored against.
         shadows: Number of shadow models.
         most_exposed_forget: The most exposed forget samples.
@@ -192,7 +197,7 @@ class MembershipEvidence(Evidence):
     def tables(self) -> list[Table]:
         rows = [
             [attack, role, result.auc.text(), *(result.tpr_at[f"{f:g}"].text() for f in FPRS)]
-            for attack in ("lira", "shokri", "loss")
+            for attack in ("lira", "rmia", "shokri", "loss")
             if attack in self.attacks
             for role in ordered_roles(self.attacks[attack])
             for result in [self.attacks[attack][role]]
@@ -226,7 +231,7 @@ class MembershipEvidence(Evidence):
 
     def _roc_figure(self) -> Any:
         """Log-log ROC curves of each attack, with the 1% and 0.1% FPR marks."""
-        figure = new_figure(9, 3)
+        figure = new_figure(3 * len(self.attacks), 3)
         for i, (attack, per_role) in enumerate(self.attacks.items()):
             axes = figure.add_subplot(1, len(self.attacks), i + 1)
             for role in ordered_roles(per_role):
@@ -311,13 +316,16 @@ _SHOKRI_CACHE_SIZE = 4
 @register_check
 class MembershipCheck(Check):
     name = "membership"
-    description = "shadow-model (Shokri), per-example (offline LiRA) and loss-threshold attacks"
+    description = (
+        "shadow-model (Shokri), per-example (offline LiRA, offline RMIA) and loss-threshold attacks"
+    )
     needs = Needs(
         shadows=True,
         references=True,
         reads=(
             Read("forget"),
             Read("unseen_forget"),
+            Read("population"),  # RMIA's population samples z (read by representation too)
             Read("population", models="shadows"),
             Read("forget", models="shadows"),
             Read("unseen_forget", models="shadows"),
@@ -343,6 +351,7 @@ class MembershipCheck(Check):
                     attack.score(shokri_features(unseen.probs, unseen.labels), unseen.labels),
                 ),
                 "lira": self._lira(ctx, model, role, nonmember_split),
+                "rmia": self._rmia(ctx, model, role, nonmember_split),
                 "loss": (
                     loss_threshold_scores(forget.losses),
                     loss_threshold_scores(unseen.losses),
@@ -434,6 +443,38 @@ class MembershipCheck(Check):
             result.append(
                 lira_offline_scores(logit_confidence(target.logits, target.labels), out_conf)
             )
+        return result[0], result[1]
+
+    def _rmia(
+        self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Offline RMIA on the true-class probabilities: forget and unseen samples against the
+        population, each sample's p(.) from the models that never trained on it (the shadows
+        and the other references; a shadow is left out for the population samples it
+        trained on, and a sample every shadow trained on, with no other out model, is left
+        out of z)."""
+        from unlearn_audit.functional.mia import rmia_offline_scores
+
+        bank = ctx.shadows
+        assert bank is not None
+        others = [r for i, r in enumerate(ctx.references) if reference_role(i) != role]
+        outs = [*bank.models, *others]
+
+        def true_class(m: LoadedModel, split: str) -> np.ndarray:
+            out = ctx.outputs(m, split)
+            return out.probs[np.arange(len(out.labels)), out.labels]
+
+        population = ctx.outputs(model, "population")
+        out_z = np.stack([true_class(m, "population") for m in outs])
+        for k, in_ids in enumerate(bank.in_ids):  # shadows are "in" for their own halves
+            out_z[k, np.isin(population.ids, in_ids)] = np.nan
+        # population samples every out model trained on have no p(z): not part of z
+        seen = np.isfinite(out_z).any(axis=0)
+        target_z, out_z = true_class(model, "population")[seen], out_z[:, seen]
+        result = []
+        for split in ("forget", nonmember_split):
+            out_x = np.stack([true_class(m, split) for m in outs])
+            result.append(rmia_offline_scores(true_class(model, split), out_x, target_z, out_z))
         return result[0], result[1]
 
     def _exposed(self, ctx: AuditContext, lira_forget: dict[str, np.ndarray]) -> Exposed:
