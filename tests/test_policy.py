@@ -132,6 +132,47 @@ def test_membership_gap_within_overlapping_intervals_is_inconclusive() -> None:
     assert statuses == ["WARN", "FAIL", "PASS"]
 
 
+def test_a_policy_names_the_attack_a_membership_claim_is_judged_on(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from unlearn_audit.checks.membership import MembershipEvidence
+
+    path = tmp_path / "rmia.toml"
+    path.write_text(
+        '[no_membership_leak]\nmeasure = "rmia.auc"\n'
+        '[shokri_leak]\nstatement = "Shokri cannot tell."\ncheck = "membership"\n'
+        'measure = "shokri.auc"\npass = 0.05\nwarn = 0.10\n'
+    )
+    policy = Policy.load(path)
+    leaky = {
+        "unlearned": build.attack((0.70, 0.65, 0.75)),
+        "reference": build.attack((0.50, 0.45, 0.55)),
+    }
+    alike = {
+        "unlearned": build.attack((0.51, 0.46, 0.56)),
+        "reference": build.attack((0.50, 0.45, 0.55)),
+    }
+    # LiRA alike, RMIA leaky: the claim follows RMIA, as the policy says
+    membership = build.membership(alike)
+    evidence = membership.evidence
+    assert isinstance(evidence, MembershipEvidence)
+    membership = replace(
+        membership, evidence=replace(evidence, attacks={"lira": alike, "rmia": leaky})
+    )
+    verdicts = {v.claim: v for v in judge({"membership": membership}, "class", policy)}
+    assert verdicts["no_membership_leak"].status == "FAIL"
+    assert "RMIA AUC" in verdicts["no_membership_leak"].evidence
+    assert verdicts["no_membership_leak"].measured == pytest.approx(0.70)
+    # a result without the named attack cannot be judged on it, and says why
+    assert verdicts["shokri_leak"].status == "INCONCLUSIVE"
+    assert "holds no Shokri attack" in verdicts["shokri_leak"].evidence
+    default = {v.claim: v for v in judge({"membership": membership}, "class", Policy.load())}
+    assert default["no_membership_leak"].status == "PASS", "LiRA by default"
+    path.write_text('[no_membership_leak]\nmeasure = "rmia.nope"\n')
+    with pytest.raises(ConfigError, match=r"rmia\.nope"):
+        Policy.load(path)
+
+
 def test_a_policy_file_declares_a_claim_on_a_check_and_measure(tmp_path: Path) -> None:
     path = tmp_path / "tpr.toml"
     path.write_text(

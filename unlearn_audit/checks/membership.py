@@ -40,6 +40,7 @@ from unlearn_audit.evidence import (
     NoReference,
     Read,
     Table,
+    Unmeasurable,
     is_reference,
     ordered_roles,
     reference_role,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 ATTACKS = ("shokri", "lira", "rmia", "loss")
 FPRS = (0.01, 0.001)
+PER_ATTACK = ("auc", *(f"tpr@{fpr:g}" for fpr in FPRS))  # the measures of one attack
 BOOTSTRAP_RESAMPLES = 400
 ROC_POINTS = 200
 EXPOSED = 10
@@ -139,7 +141,12 @@ class MembershipEvidence(Evidence):
     shadows: int
     most_exposed_forget: Exposed | None = None
 
-    MEASURES: ClassVar[tuple[str, ...]] = ("auc", *(f"tpr@{fpr:g}" for fpr in FPRS))
+    # ``auc``, ``tpr@0.01``, ``tpr@0.001`` of the judged attack, or of a named one
+    # (``rmia.auc``, ``shokri.tpr@0.01``, ...): the policy says which attack a claim is on
+    MEASURES: ClassVar[tuple[str, ...]] = (
+        *PER_ATTACK,
+        *(f"{attack}.{m}" for attack in ATTACKS for m in PER_ATTACK),
+    )
 
     @property
     def judged_attack(self) -> str:
@@ -150,6 +157,14 @@ class MembershipEvidence(Evidence):
         if measure not in self.MEASURES:
             return super().gaps(measure, request)
         attack = self.judged_attack
+        if measure not in PER_ATTACK:
+            attack, measure = measure.split(".", 1)
+            if attack not in self.attacks:
+                raise Unmeasurable(
+                    f"this result holds no {ATTACK_NAMES[attack]} attack (it was audited by a "
+                    "version without it); run the audit again",
+                    "unjudgeable",
+                )
         table = self.attacks[attack]
         references = [result for role, result in table.items() if is_reference(role)]
         if not references:
