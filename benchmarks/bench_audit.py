@@ -222,7 +222,7 @@ def main() -> None:
         relearn_evidence = result.checks["relearn"].evidence
         recipe = Recipe.from_dict(result.config["recipe"])
         batch = result.config["batch_size"]
-    halves = iter(shadow_member_ids(splits.population, len(jobs), 0))
+    halves = iter(shadow_member_ids(splits, dataset.labels, len(jobs), 0))
     member_sets = [splits.retain if job.role == "reference" else next(halves) for job in jobs]
     bare_train = 0.0 if args.no_bare_training else _bare_training(dataset, recipe, member_sets)
     bare_forward = min(

@@ -79,6 +79,30 @@ def retrained(digits: Dataset, class_splits: Splits, store: Store) -> LoadedMode
 
 
 @pytest.fixture(scope="module")
+def retrain_options(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    store: Store,
+) -> dict[str, Any]:
+    """A class-3 audit of the retrained model, accuracy and membership (standard profile)."""
+    return {
+        "original": original,
+        "unlearned": retrained,
+        "dataset": digits,
+        "request": class_splits,
+        "checks": ["accuracy", "membership"],
+        "store": store,
+    }
+
+
+@pytest.fixture(scope="module")
+def retrain_result(retrain_options: dict[str, Any]) -> AuditResult:
+    return audit(**retrain_options)
+
+
+@pytest.fixture(scope="module")
 def head_retrained(digits: Dataset, class_splits: Splits, original: LoadedModel) -> LoadedModel:
     """Output-level fake: the classifier head re-initialised and retrained on retain, features
     untouched."""
@@ -198,6 +222,87 @@ def test_class_request_original_fails_and_retrained_passes(
     assert not before.passed and after.passed
     cka = _evidence(after, "representation", RepresentationEvidence).cka
     assert cka["reference"]["retain"] > cka["reference"]["forget"] + 0.05
+
+
+def test_a_class_request_judges_a_true_retrain_against_out_models_of_its_world(
+    retrain_result: AuditResult,
+) -> None:
+    """Shadows that never saw the forgotten class: the references' own per-example AUCs sit
+    near 0.5 (they were 0.285 with shadows trained on it), and a true retrain passes."""
+    result = retrain_result
+    membership = _evidence(result, "membership", MembershipEvidence)
+    for attack in ("lira", "rmia"):
+        for role in ("reference", "reference_2", "unlearned"):
+            auc = membership.attacks[attack][role].auc
+            assert auc.low is not None and auc.high is not None
+            assert auc.low < 0.5 < auc.high, f"{attack} {role} {auc}"
+    assert _verdicts(result)["no_membership_leak"] == "PASS"
+    assert _verdicts(result)["forgotten"] == "PASS"
+    notes = result.checks["membership"].notes
+    assert any("each shadow model trained on 179 samples" in note for note in notes), notes
+
+
+def test_the_null_audit_judges_a_reference_as_the_unlearned_model(
+    retrain_options: dict[str, Any], retrain_result: AuditResult
+) -> None:
+    options = retrain_options
+    result = retrain_result  # the store now holds all but the unlearned model's outputs
+    without = audit(**options, null_audit=False)
+    assert without.null_audit is None and "null_audit" not in without.timings
+    null = result.null_audit
+    assert null is not None and (null.stands_in, null.yardstick) == ("reference", ["reference_2"])
+    assert [v.claim for v in null.verdicts] == [v.claim for v in result.verdicts]
+    # it judges the reference's own evidence against the second reference
+    membership = _evidence(result, "membership", MembershipEvidence)
+    leak = next(v for v in null.verdicts if v.claim == "no_membership_leak")
+    assert leak.measured == pytest.approx(membership.attacks["lira"]["reference"].auc.value)
+    # against the second reference, scored with the shadows as its out models (in the real
+    # audit the first reference is one of them too)
+    assert leak.reference is not None and 0.0 <= leak.reference <= 1.0
+    # from the outputs the audit already has: not one forward pass more
+    forwarded = audit(**options).config["outputs"]["forwarded"]  # as warm as `without`
+    assert forwarded == without.config["outputs"]["forwarded"] > 0
+    # uncalibrated: the claims judged here that a true retrain does not pass
+    judged = [v.claim for v in result.verdicts if v.status in ("PASS", "WARN", "FAIL")]
+    assert result.uncalibrated == [c for c in judged if null.status(c) != "PASS"]
+    # and it reads back from result.json
+    again = AuditResult.from_dict(result.to_dict_json())
+    assert again.null_audit == null and again.uncalibrated == result.uncalibrated
+    # one reference: nothing to judge it against
+    single = audit(**options, num_references=1)
+    assert single.null_audit is None and single.uncalibrated == []
+
+
+def test_an_uncalibrated_claim_is_said_in_the_headline_summary_and_report(
+    retrain_result: AuditResult,
+) -> None:
+    import dataclasses
+
+    from unlearn_audit.cli.auditing import format_summary
+    from unlearn_audit.report.html import render_html
+
+    result = retrain_result
+    null = result.null_audit
+    assert null is not None
+    # make the null audit fail `forgotten`, which the real audit passes
+    failing = [
+        dataclasses.replace(v, status="FAIL") if v.claim == "forgotten" else v
+        for v in null.verdicts
+    ]
+    marked = dataclasses.replace(result, null_audit=dataclasses.replace(null, verdicts=failing))
+    assert "forgotten" in marked.uncalibrated and "forgotten" not in result.uncalibrated
+    assert any(
+        line.startswith("UNCALIBRATED") and "forgotten (FAIL)" in line for line in marked.headline()
+    )
+    summary = format_summary(marked)
+    header = next(line for line in summary.splitlines() if line.split()[:1] == ["claim"])
+    assert header.split()[4] == "retrain"
+    assert any(line.split()[:2] == ["forgotten", "PASS?"] for line in summary.splitlines())
+    html = render_html(marked, figures=lambda r: {})
+    assert 'id="null-audit"' in html and "a true retrain (null audit)" in html
+    assert 'class="uncalibrated">uncalibrated<' in html
+    plain = render_html(dataclasses.replace(result, null_audit=None), figures=lambda r: {})
+    assert 'id="null-audit"' not in plain and 'class="uncalibrated"' not in plain
 
 
 @pytest.mark.parametrize("fake", ["masked", "head_retrained"])
@@ -353,7 +458,7 @@ def test_second_audit_trains_nothing(setting: ClassAudit) -> None:
     assert setting.store.misses == misses, "references and shadows come from the store"
     assert second.config["models_built"] == {
         "trained": 0,
-        "reused": 5,
+        "reused": 6,
         "given_references": 0,
         "given_shadows": 0,
     }
@@ -423,8 +528,9 @@ def test_no_sample_goes_through_a_model_twice_in_one_view(
     assert cams[setting.masked.fingerprint] == 64
     for fingerprint in (setting.original.fingerprint, setting.masked.fingerprint):
         assert cams[fingerprint] + collector.cams_loaded[(fingerprint, "clean")] == 64
-    # original, unlearned and the reference, each once
-    assert sum(cams.values()) + sum(collector.cams_loaded.values()) == 3 * 64
+    # original, unlearned and the two references (the second is the null audit's yardstick),
+    # each once: the null audit's unlearned model is the first reference, read once
+    assert sum(cams.values()) + sum(collector.cams_loaded.values()) == 4 * 64
     assert collector.unplanned == [], "every read was announced"
     plan = collector.planned()
     # each (model, view) of the plan is forwarded once, or read from the store (the models
@@ -439,7 +545,7 @@ def test_no_sample_goes_through_a_model_twice_in_one_view(
         assert samples == len(plan[key])
     assert {fp for fp, _ in forwarded} >= {setting.masked.fingerprint}
     models = {fingerprint for fingerprint, _ in plan}
-    assert len(models) == 2 + 1 + 4  # original, unlearned, reference, 4 shadows
+    assert len(models) == 2 + 2 + 4  # original, unlearned, 2 references, 4 shadows
     clean = plan[(setting.original.fingerprint, "clean")]
     assert set(setting.splits.get("test_forget_class")) <= set(setting.splits.test) <= set(clean)
 
@@ -473,7 +579,8 @@ def test_a_second_audit_forwards_only_the_unlearned_model(
     assert forwarded == {setting.masked.fingerprint}, "outputs and Grad-CAM maps"
     counts = warm.config["outputs"]
     assert counts["from_store"] > 3 * counts["forwarded"] > 0  # 7762 and 2091 samples
-    assert counts["grad_cam_from_store"] == 2 * counts["grad_cam_computed"] == 2 * 64
+    # the original's and both references' maps (the second is the null audit's yardstick)
+    assert counts["grad_cam_from_store"] == 3 * counts["grad_cam_computed"] == 3 * 64
     # the same audit with every output computed afresh (models still from the store)
     with monkeypatch.context() as fresh:
         fresh.setattr(
@@ -501,9 +608,10 @@ def test_the_plan_says_what_will_be_trained_and_forwarded_without_doing_it(
     class_splits = setting.splits
     # an empty store: everything is to train, and planning trains and writes nothing
     cold = plan_audit(**common, unlearned=setting.masked, store=Store(tmp_path / "empty"))
-    assert [(job.role, job.stored) for job in cold.training] == [("reference", False)] + [
+    assert [(job.role, job.stored) for job in cold.training] == [("reference", False)] * 2 + [
         ("shadow", False)
     ] * 4
+    assert [job.seed for job in cold.training[:2]] == [0, 1], "seeds `seed` and `seed+1`"
     assert cold.training[0].samples == len(class_splits.retain)
     roles = {p.role: p.stored for p in cold.passes}
     assert roles["reference"] is None and roles["shadow_1"] is None and roles["original"] is False
@@ -525,10 +633,12 @@ def test_the_plan_says_what_will_be_trained_and_forwarded_without_doing_it(
     assert {(p.role, p.samples, p.stored) for p in cams} == {
         ("original", 64, True),
         ("reference", 64, True),
+        ("reference_2", 64, True),  # the null audit's yardstick
         ("unlearned", 64, False),
     }
     assert result.config["outputs"]["grad_cam_computed"] == warm.cams_to_compute == 64
-    assert "Grad-CAM passes: 3 (one per model and view), 64 samples to compute" in warm.describe()
+    assert "Grad-CAM passes: 4 (one per model and view), 64 samples to compute" in warm.describe()
+    assert warm.fine_tunes == 6, "relearn and feature relearn: unlearned and two references"
     assert "1 models to train" not in warm.describe() and "unlearned" in warm.describe()
     with pytest.raises(ConfigError, match="plan_audit takes the arguments of audit"):
         plan_audit(**common, unlearned=setting.masked, store=store, colour="red")

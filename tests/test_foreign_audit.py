@@ -473,7 +473,7 @@ def test_given_shadows_are_used_and_give_the_same_attack(
     reference = train_classifier(
         digits, member_ids=splits.retain, recipe=QUICK, seed=5, progress=False, role="reference"
     )
-    halves = shadow_member_ids(splits.population, 2, seed=0)
+    halves = shadow_member_ids(splits, digits.labels, 2, seed=0)
     first = Store(tmp_path / "first")
     shadows = [
         train_classifier(

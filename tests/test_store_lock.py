@@ -36,6 +36,7 @@ def _audit_in_child(root: str, barrier: Any, results: Any) -> None:
         dataset=digits,
         request=ForgetRequest.classes(3),
         checks=["accuracy"],
+        num_references=1,
         store=Store(root),
     )
     built = result.config["models_built"]

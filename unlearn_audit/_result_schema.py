@@ -135,6 +135,23 @@ def _verdicts(path: str, value: Any) -> _Problem:
     return None
 
 
+def _null_audit(path: str, value: Any) -> _Problem:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return path, value, "an object (the null audit) or null"
+    for name in ("stands_in", "yardstick", "verdicts"):
+        if name not in value:
+            return f"{path}.{name}", None, "present"
+    if not isinstance(value["stands_in"], str):
+        return f"{path}.stands_in", value["stands_in"], "a string"
+    if not isinstance(value["yardstick"], list) or not all(
+        isinstance(role, str) for role in value["yardstick"]
+    ):
+        return f"{path}.yardstick", value["yardstick"], "a list of strings"
+    return _verdicts(f"{path}.verdicts", value["verdicts"])
+
+
 _TOP_FIELDS: dict[str, _Rule] = {
     "config": _OBJECT,
     "dataset": _OBJECT,
@@ -150,6 +167,7 @@ _TOP_FIELDS: dict[str, _Rule] = {
     ),
     "created": _STR,
     "notes": _listing(lambda v: isinstance(v, str), "a list of strings", "a string"),
+    "null_audit": _null_audit,
     "schema_version": _typed(_is_number, "an integer"),
 }
 

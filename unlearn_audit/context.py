@@ -25,7 +25,7 @@ from unlearn_audit.store import Store
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"train": False, "references": 0, "shadows": 0, "per_sample": False},
-    "standard": {"train": True, "references": 1, "shadows": 4, "per_sample": False},
+    "standard": {"train": True, "references": 2, "shadows": 4, "per_sample": False},
     "full": {"train": True, "references": 3, "shadows": 8, "per_sample": True},
 }
 
@@ -43,6 +43,8 @@ class AuditConfig:
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Inference batch size.
         per_sample: Keep per-sample values for every forget sample (``full`` profile).
+        null_audit: With two or more references, also judge the first as if it were the
+            unlearned model, against the others (see :func:`unlearn_audit.pipeline.audit`).
     """
 
     profile: str = "standard"
@@ -53,6 +55,7 @@ class AuditConfig:
     device: str = "auto"
     batch_size: int = 512
     per_sample: bool | None = None
+    null_audit: bool = True
 
     def __post_init__(self) -> None:
         check_choice(self.profile, "profile", tuple(PROFILES))
@@ -78,8 +81,9 @@ class AuditConfig:
 
 @dataclass
 class ShadowBank:
-    """Shadow models of the original's architecture and recipe, each trained on a random half
-    of the population (``in_ids[k]``); the rest of the population is its "out" data.
+    """Shadow models of the original's architecture and recipe, each trained on a random draw
+    from the population (``in_ids[k]``, see :func:`shadow_pool`); the rest of the population is
+    its "out" data.
 
     Attributes:
         models: The shadow models.
@@ -92,6 +96,30 @@ class ShadowBank:
     in_ids: list[np.ndarray]
     given: bool = False
     seeds: list[int] = field(default_factory=list)
+
+
+def shadow_pool(splits: Splits, labels: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Where the shadow models of an audit draw their members from, and how many each takes.
+
+    Shadows imitate the model whose "out" behaviour the attacks need (Shokri et al. 2017): on
+    a random or id request the original, so each trains on as many samples as it had members;
+    on a class request the retrained world, so the pool leaves out the forgotten classes (a
+    shadow that learned them would be an "out" model of the original's world, and a true
+    retrain would look unlike it) and each trains on as many samples as retain holds. The
+    size is capped at half the pool, so that every pool sample is "out" for about half the
+    shadows.
+
+    Returns:
+        ``(pool, size, wanted)``: the pool's ids, each shadow's member count, and the count it
+        would have had without the cap (``size < wanted`` when capped).
+    """
+    pool = splits.population
+    if splits.forget_classes:
+        pool = pool[~np.isin(labels[pool], splits.forget_classes)]
+        wanted = len(splits.retain)
+    else:
+        wanted = len(splits.members)
+    return pool, min(wanted, len(pool) // 2), wanted
 
 
 @dataclass(frozen=True)

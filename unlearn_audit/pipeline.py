@@ -26,7 +26,7 @@ import unlearn_audit
 from unlearn_audit._hashing import fingerprint_ids
 from unlearn_audit._validation import check_positive_int
 from unlearn_audit.checks import CHECKS, CheckResult, Needs
-from unlearn_audit.context import AuditConfig, AuditContext, Missing, ShadowBank
+from unlearn_audit.context import AuditConfig, AuditContext, Missing, ShadowBank, shadow_pool
 from unlearn_audit.data.datasets import Dataset, Normalization
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.data.triggers import Trigger
@@ -36,7 +36,7 @@ from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, load
 from unlearn_audit.outputs import OutputCollector, View
 from unlearn_audit.plan import AuditPlan, PlannedPass, PlannedTraining
 from unlearn_audit.policy import Policy, judge
-from unlearn_audit.results import DEFAULT_RECIPE_NOTE, AuditResult
+from unlearn_audit.results import DEFAULT_RECIPE_NOTE, AuditResult, NullAudit
 from unlearn_audit.store import NotStored, Store
 from unlearn_audit.train import (
     Recipe,
@@ -226,14 +226,14 @@ def _build_references(
     ctx.references_trained = jobs is None
 
 
-def shadow_member_ids(population: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
+def shadow_member_ids(
+    splits: Splits, labels: np.ndarray, count: int, seed: int
+) -> list[np.ndarray]:
     """The member ids of the ``count`` shadow models an audit with ``seed`` trains: each a
-    random half of the population (sorted)."""
+    random draw (sorted) from :func:`shadow_pool`."""
+    pool, size, _ = shadow_pool(splits, labels)
     rng = np.random.default_rng(seed)
-    return [
-        np.sort(rng.choice(population, size=len(population) // 2, replace=False))
-        for _ in range(count)
-    ]
+    return [np.sort(rng.choice(pool, size=size, replace=False)) for _ in range(count)]
 
 
 def shadow_seed(seed: int, k: int) -> int:
@@ -244,14 +244,15 @@ def shadow_seed(seed: int, k: int) -> int:
 def _build_shadows(
     ctx: AuditContext, progress: bool, jobs: list[PlannedTraining] | None = None
 ) -> None:
-    halves = shadow_member_ids(ctx.splits.population, ctx.config.num_shadows or 0, ctx.config.seed)
-    seeds = [shadow_seed(ctx.config.seed, k) for k in range(len(halves))]
+    count, seed = ctx.config.num_shadows or 0, ctx.config.seed
+    in_ids = shadow_member_ids(ctx.splits, ctx.dataset.labels, count, seed)
+    seeds = [shadow_seed(seed, k) for k in range(count)]
     models = [
-        _train_or_plan(ctx, in_ids, role="shadow", seed=seed, progress=progress, jobs=jobs)
-        for in_ids, seed in zip(halves, seeds, strict=True)
+        _train_or_plan(ctx, ids, role="shadow", seed=seed, progress=progress, jobs=jobs)
+        for ids, seed in zip(in_ids, seeds, strict=True)
     ]
     if jobs is None:  # a plan holds the stored ones in its jobs only
-        ctx.shadows = ShadowBank(models=[m for m in models if m], in_ids=halves, seeds=seeds)
+        ctx.shadows = ShadowBank(models=[m for m in models if m], in_ids=in_ids, seeds=seeds)
 
 
 def _given_shadows(
@@ -326,6 +327,7 @@ def audit(
     seed: int = 0,
     num_references: int | None = None,
     num_shadows: int | None = None,
+    null_audit: bool = True,
     member_ids: np.ndarray | None = None,
     recipe: Recipe | dict[str, Any] | str | Path | None = None,
     override_recipe: bool = False,
@@ -362,6 +364,10 @@ def audit(
         seed: Seed of everything the audit trains or draws.
         num_references: References to train when none are given.
         num_shadows: Size of the shadow bank.
+        null_audit: With two or more references (the standard profile trains two), also
+            judge the first reference as if it were the unlearned model, against the others
+            and the same shadows, and mark every claim a true retrain does not pass as
+            uncalibrated (``result.null_audit``, ``result.uncalibrated``).
         member_ids: Members of the original when not its dataset's training part.
         recipe: How the original was trained (a :class:`Recipe`, its fields, or a TOML/JSON
             file): references and shadows are trained with it. Default the recipe the
@@ -420,6 +426,11 @@ def audit(
         timings[f"check:{name}"] = results[name].seconds
 
     start = time.perf_counter()
+    null = _null_audit(ctx, names, policy, progress)
+    if null is not None:
+        timings["null_audit"] = time.perf_counter() - start
+
+    start = time.perf_counter()
     verdicts = judge(results, splits.request.kind, policy, missing=ctx.missing)
     models = _describe_models(ctx)
     ctx.notes.extend(_readability_notes(ctx, results))
@@ -455,8 +466,40 @@ def audit(
         notes=ctx.notes,
         record=_record(ctx, policy, resolved_device, command_line),
     )
+    result.null_audit = null
     result.limitations = _limitations(ctx, result)
     return result
+
+
+def _runs_null_audit(config: AuditConfig, references: int) -> bool:
+    return config.null_audit and references >= 2
+
+
+def _null_audit(
+    ctx: AuditContext, names: list[str], policy: Policy, progress: bool
+) -> NullAudit | None:
+    """The checks again with the first reference in the unlearned model's place, judged
+    against the other references and the same shadows: what the audit says about a true
+    retrain. Its outputs are the ones the audit already has; only the probes of the second
+    reference (relearn curve, Grad-CAM maps) are new, and kept in the store."""
+    if not _runs_null_audit(ctx.config, len(ctx.references)):
+        return None
+    null = dataclasses.replace(
+        ctx,
+        unlearned=ctx.references[0],
+        references=ctx.references[1:],
+        missing=dict(ctx.missing),
+        notes=[],
+    )
+    results = {
+        name: _run_check(null, name)
+        for name in tqdm(names, desc="null audit", disable=None if progress else True, leave=False)
+    }
+    return NullAudit(
+        stands_in=reference_role(0),
+        yardstick=[reference_role(i) for i in range(1, len(ctx.references))],
+        verdicts=judge(results, ctx.splits.request.kind, policy, missing=null.missing),
+    )
 
 
 def limit_threads(device: torch.device) -> int:
@@ -496,6 +539,7 @@ def _prepare(args: dict[str, Any]) -> tuple[AuditContext, Policy]:
         num_shadows=a.num_shadows,
         device=a.device,
         batch_size=batch_size,
+        null_audit=bool(a.null_audit),
     )
     for name in config.checks or ():
         CHECKS.get(name)  # an unknown name is a did-you-mean error
@@ -591,6 +635,7 @@ def plan_audit(**kwargs: Any) -> AuditPlan:
         unmet = _unmet(ctx, name, CHECKS.get(name).needs, present)
         plan.checks[name] = "" if unmet is None else unmet.reason
     audited = ["original", "unlearned", *(reference_role(i) for i in range(references))]
+    null_audit = _runs_null_audit(ctx.config, references)
     union = _reads_by_role(ctx, names, _roles(audited, shadows), present)
     keep = {m.fingerprint for role, m in known.items() if m is not None and role != "unlearned"}
     for (role, view), ids in union.items():
@@ -605,7 +650,10 @@ def plan_audit(**kwargs: Any) -> AuditPlan:
         if plan.checks[name]:
             continue
         for read in CHECKS.get(name)().cam_reads(ctx):
-            for role in read.roles:
+            roles = list(read.roles)
+            if null_audit and "reference" in roles:  # the null audit's yardstick
+                roles.append(reference_role(1))
+            for role in roles:
                 if role not in audited:
                     continue
                 model = known.get(role)
@@ -621,7 +669,8 @@ def plan_audit(**kwargs: Any) -> AuditPlan:
                     PlannedPass(role, read.view, len(read.ids), stored, "grad-cam", read.ids)
                 )
     if "relearn" in names and not plan.checks["relearn"]:
-        plan.fine_tunes = 4  # relearn and feature relearn, for the unlearned and a reference
+        # relearn and feature relearn, for the unlearned and a reference (and the null audit's)
+        plan.fine_tunes = 6 if null_audit else 4
     return plan
 
 

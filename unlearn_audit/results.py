@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AuditResult",
     "CheckResult",
+    "NullAudit",
     "Verdict",
 ]
 
@@ -42,6 +43,40 @@ DEFAULT_RECIPE_NOTE = "references and shadow models were trained with the defaul
 
 
 @dataclass
+class NullAudit:
+    """The audit's verdicts on a true retrain: the first reference judged as if it were the
+    unlearned model, against the other references and the same shadow models.
+
+    A claim a true retrain does not PASS cannot tell a good unlearning from a bad one in this
+    setting (too few samples, references that disagree, shadows unlike the models): its real
+    verdict is uncalibrated.
+
+    Attributes:
+        stands_in: The role judged as the unlearned model (``reference``).
+        yardstick: The roles it was compared with (``reference_2``, ...).
+        verdicts: Its verdicts, claim by claim.
+    """
+
+    stands_in: str
+    yardstick: list[str]
+    verdicts: list[Verdict]
+
+    def status(self, claim: str) -> str | None:
+        """The null audit's verdict on ``claim`` (``None`` when it judged no such claim)."""
+        return next((v.status for v in self.verdicts if v.claim == claim), None)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NullAudit:
+        values = known_fields(cls, data)
+        values["verdicts"] = [Verdict(**known_fields(Verdict, v)) for v in data["verdicts"]]
+        return cls(**values)
+
+
+# a judged verdict (not N/A, not inconclusive) the null audit must PASS to be calibrated
+_JUDGED = ("PASS", "WARN", "FAIL")
+
+
+@dataclass
 class AuditResult:
     """Everything an audit found, JSON-serialisable; reports are rendered from it alone."""
 
@@ -57,6 +92,7 @@ class AuditResult:
     notes: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
     limitations: list[str] = field(default_factory=list)
+    null_audit: NullAudit | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -94,6 +130,18 @@ class AuditResult:
         """The note that references and shadows were trained with the default recipe."""
         return next((n for n in self.notes if n.startswith(DEFAULT_RECIPE_NOTE)), None)
 
+    @property
+    def uncalibrated(self) -> list[str]:
+        """Claims judged here whose null audit (a true retrain judged the same way) did not
+        PASS: in this setting their verdict cannot tell good unlearning from bad."""
+        if self.null_audit is None:
+            return []
+        return [
+            v.claim
+            for v in self.verdicts
+            if v.status in _JUDGED and self.null_audit.status(v.claim) not in (None, "PASS")
+        ]
+
     def headline(self) -> list[str]:
         """What a reader must see before any table: identical models, an inconclusive audit."""
         lines = []
@@ -108,6 +156,17 @@ class AuditResult:
             if verdict.remedy:
                 line += f" Remedy: {verdict.remedy}."
             lines.append(line)
+        if self.uncalibrated:
+            assert self.null_audit is not None
+            statuses = ", ".join(
+                f"{claim} ({self.null_audit.status(claim)})" for claim in self.uncalibrated
+            )
+            lines.append(
+                f"UNCALIBRATED: judged the same way, a true retrain ({self.null_audit.stands_in} "
+                f"against {', '.join(self.null_audit.yardstick)}) does not pass {statuses}; "
+                "in this setting those verdicts cannot tell good unlearning from bad. Remedy: "
+                "more references (--references), more shadow models, or a larger forget set."
+            )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +200,12 @@ class AuditResult:
         except CodecError as exc:
             raise ConfigError(f"{exc} {RESULT_FIX}") from None
         values["verdicts"] = [Verdict(**known_fields(Verdict, v)) for v in data["verdicts"]]
+        null = data.get("null_audit")
+        if null is not None:
+            try:
+                values["null_audit"] = NullAudit.from_dict(null)
+            except (KeyError, TypeError) as exc:
+                raise ConfigError(f"`null_audit` is malformed ({exc}). {RESULT_FIX}") from None
         return cls(**values)
 
     def to_dict_json(self) -> dict[str, Any]:

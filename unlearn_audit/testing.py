@@ -647,12 +647,15 @@ class UnlearnSetup:
         original: small-cnn trained on the dataset's training part (default recipe, seed 0).
         reference: small-cnn retrained on ``splits.retain`` (seed 0), stored under the key an
             audit's own reference gets, so a ``standard`` audit reuses it from the store.
+        references: That reference and the second a ``standard`` audit trains (seed 1, the
+            null audit's yardstick), both stored.
     """
 
     dataset: Dataset
     splits: Splits
     original: LoadedModel
     reference: LoadedModel
+    references: tuple[LoadedModel, ...] = ()
 
     def audit(self, unlearned: LoadedModel | str | Path, **kwargs: Any) -> AuditResult:
         """Audit ``unlearned`` against this setup's original and request.
@@ -678,23 +681,33 @@ def make_unlearn_setup(dataset: Dataset, *, store: Store | None = None) -> Unlea
 
     Args:
         dataset: The dataset, e.g. ``load_dataset("digits")`` (a few seconds per model on CPU).
-        store: Where the two models are kept; ``None`` trains them on every call.
+        store: Where the three models are kept; ``None`` trains them on every call.
     """
     from unlearn_audit.data.splits import ForgetRequest, make_splits
     from unlearn_audit.train import train_classifier
 
     splits = make_splits(dataset, ForgetRequest.classes(3))
     original = train_classifier(dataset, arch="small-cnn", store=store, progress=False)
-    reference = train_classifier(
-        dataset,
-        arch="small-cnn",
-        member_ids=splits.retain,
-        store=store,
-        role="reference",
-        normalization=original.normalization,
-        progress=False,
+    references = tuple(
+        train_classifier(
+            dataset,
+            arch="small-cnn",
+            member_ids=splits.retain,
+            seed=seed,
+            store=store,
+            role="reference",
+            normalization=original.normalization,
+            progress=False,
+        )
+        for seed in (0, 1)
     )
-    return UnlearnSetup(dataset=dataset, splits=splits, original=original, reference=reference)
+    return UnlearnSetup(
+        dataset=dataset,
+        splits=splits,
+        original=original,
+        reference=references[0],
+        references=references,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -718,7 +731,8 @@ def unlearn_audit_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 @pytest.fixture(scope="session")
 def unlearn_audit_setup(unlearn_audit_digits: Dataset, unlearn_audit_store: Store) -> UnlearnSetup:
-    """Digits, the class-3 request, a small-cnn original and a reference, through the store."""
+    """Digits, the class-3 request, a small-cnn original and two references, through the
+    store."""
     return make_unlearn_setup(unlearn_audit_digits, store=unlearn_audit_store)
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, make_splits, read_id_file
@@ -72,8 +73,9 @@ def test_member_ids_declare_members(digits: Dataset) -> None:
     splits = make_splits(digits, ForgetRequest.random(10), member_ids=members)
     assert np.isin(splits.forget, members).all()
     np.testing.assert_array_equal(splits.members, members)
-    # every non-member becomes test or population
-    assert len(splits.test) + len(splits.population) == len(digits) - 300
+    # half the non-members are test; the population is twice the members (the rest unused)
+    assert len(splits.test) == (len(digits) - 300) // 2
+    assert len(splits.population) == 600
     default = make_splits(digits, ForgetRequest.random(10))
     assert splits.members_fingerprint != default.members_fingerprint
 
@@ -146,3 +148,51 @@ def test_id_file_errors(tmp_path: Path) -> None:
 def test_errors_subclass_builtins() -> None:
     assert issubclass(RequestError, ValueError)
     assert issubclass(ConfigError, ValueError)
+
+
+# --- default sizes: what the checks need --------------------------------------------------------
+
+
+def _large(n: int, members: int) -> Dataset:
+    """A toy dataset of ``n`` 2x2 images in 10 classes, the first ``members`` its training part."""
+    from unlearn_audit.data.datasets import InMemorySamples, make_dataset
+
+    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    return make_dataset(
+        "toy",
+        InMemorySamples(images),
+        np.arange(n) % 10,
+        train_ids=np.arange(members),
+        classes=[str(c) for c in range(10)],
+        normalization=None,
+        content_arrays=[],
+    )
+
+
+def test_default_test_is_capped_and_population_is_twice_the_members() -> None:
+    from unlearn_audit.data.splits import DEFAULT_TEST_CAP
+
+    # 20,000 members of 70,000: 50,000 non-members; test 10,000, population 40,000 (not half
+    # of everything held out, 25,000 + 25,000)
+    splits = make_splits(_large(70_000, 20_000), ForgetRequest.classes(3))
+    assert len(splits.test) == DEFAULT_TEST_CAP == 10_000
+    assert len(splits.population) == 40_000
+    # 5,000 members: population 10,000, the rest of the non-members unused
+    small = make_splits(_large(70_000, 5_000), ForgetRequest.random(0.1))
+    assert (len(small.test), len(small.population)) == (10_000, 10_000)
+    assert not np.intersect1d(small.test, small.population).size
+    # the user's sizes still win
+    given = make_splits(
+        _large(70_000, 5_000), ForgetRequest.random(0.1), test_size=0.5, population_size=20_000
+    )
+    assert (len(given.test), len(given.population)) == (32_500, 20_000)
+
+
+def test_default_sizes_of_a_small_dataset_are_halves(digits: Dataset) -> None:
+    # digits: 1,000 members and 797 non-members, split in halves as before (the cap and twice
+    # the members are beyond reach), so digits' splits and fingerprints do not move
+    splits = make_splits(digits, ForgetRequest.classes(3))
+    assert (len(splits.test), len(splits.population)) == (398, 399)
+    few = make_splits(digits, ForgetRequest.random(0.1), member_ids=digits.train_ids[:100])
+    assert len(few.population) == 200, "twice the 100 members"
+    assert len(few.test) == (len(digits) - 100) // 2

@@ -293,6 +293,38 @@ class MembershipEvidence(Evidence):
         return figure
 
 
+def _shadow_notes(ctx: AuditContext) -> list[str]:
+    """What the reader should know about the shadow bank: a size capped by the population, or
+    given shadows that learned the classes a class request forgets."""
+    from unlearn_audit.context import shadow_pool
+
+    bank = ctx.shadows
+    assert bank is not None
+    notes = []
+    pool, size, wanted = shadow_pool(ctx.splits, ctx.dataset.labels)
+    imitated = "retain" if ctx.is_class_request else "the original's members"
+    if not bank.given and size < wanted:
+        notes.append(
+            f"each shadow model trained on {size} samples, half of the {len(pool)} population "
+            f"samples it could draw from, not the {wanted} of {imitated}: they may generalise "
+            "differently from the models they stand for (a larger --population-size lifts "
+            "the cap)"
+        )
+    if bank.given and ctx.is_class_request:
+        labels = ctx.dataset.labels
+        forgotten = sum(
+            bool(np.isin(labels[ids], ctx.splits.forget_classes).any()) for ids in bank.in_ids
+        )
+        if forgotten:
+            notes.append(
+                f"{forgotten} of the {len(bank.models)} given shadow models trained on the "
+                "forgotten classes, so they stand for the original's world, not the retrained "
+                "one: the per-example attacks may place even a true retrain far from 0.5 "
+                "(train shadows without those classes, as the audit does)"
+            )
+    return notes
+
+
 def _roc_points(members: np.ndarray, nonmembers: np.ndarray) -> Roc:
     from unlearn_audit.functional.mia import roc
 
@@ -384,7 +416,7 @@ class MembershipCheck(Check):
             shadows=len(bank.models),
             most_exposed_forget=self._exposed(ctx, lira_forget),
         )
-        notes = []
+        notes = _shadow_notes(ctx)
         if not any(is_reference(role) for role, _ in roles):
             notes.append("no reference: the attacks have no yardstick")
         return CheckResult(name=self.name, evidence=evidence, notes=notes)

@@ -311,7 +311,7 @@ class RelearnCheck(Check):
                     steps, accs = _curve(ctx, module, train_ids, eval_ids, target, ctx.config.seed)
                     return {"skipped": False, "steps": steps, "accuracy": accs}
 
-                if role == "reference":  # the reference does not change between audits
+                if model.fingerprint in ctx.collector.keep:  # a model kept between audits
                     key = _curve_key(ctx, model, variant, train_ids, eval_ids, target)
                     curve = ctx.store.get_or_compute("relearn_curves", key, probe)
                 else:

@@ -67,6 +67,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_references=args.references,
         num_shadows=args.shadows,
+        null_audit=args.null_audit,
         recipe=recipe,
         override_recipe=args.override_recipe,
         arch=args.arch,
@@ -161,19 +162,23 @@ def format_summary(result: Any) -> str:
     """The terminal summary: what must be read first (identical models, an inconclusive
     audit), the outcome, one verdict line per claim, the notes, the state of every check."""
     models = result.models
+    null = result.null_audit
+    retrain = "retrain" if null else ""  # the null audit's verdict: a true retrain judged alike
     lines = [*result.headline()]
     lines += [
         f"outcome: {result.outcome}",
         f"audit: {result.request['description']} on {result.dataset['name']} "
         f"(unlearned {models['unlearned']['fingerprint']}, original "
         f"{models['original']['fingerprint']}, profile {result.config['profile']})",
-        f"  {'claim':20} {'verdict':7} {'measured':>9} {'reference':>9}  evidence",
+        f"  {'claim':20} {'verdict':7} {'measured':>9} {'reference':>9} {retrain:>7}  evidence",
     ]
     for verdict in result.verdicts:
         measured = "" if verdict.measured is None else f"{verdict.measured:.3f}"
         reference = "" if verdict.reference is None else f"{verdict.reference:.3f}"
+        status = verdict.status + ("?" if verdict.claim in result.uncalibrated else "")
+        on_retrain = (null.status(verdict.claim) or "") if null else ""
         lines.append(
-            f"  {verdict.claim:20} {verdict.status:7} {measured:>9} {reference:>9}  "
+            f"  {verdict.claim:20} {status:7} {measured:>9} {reference:>9} {on_retrain:>7}  "
             f"{verdict.evidence}"
         )
     for note in result.notes:

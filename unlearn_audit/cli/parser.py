@@ -69,13 +69,13 @@ def _add_request_options(parser: argparse.ArgumentParser, *, required: bool = Tr
         "--test-size",
         type=_count_or_fraction,
         metavar="N|F",
-        help="non-members used as test (count or fraction; default: half)",
+        help="non-members used as test (count or fraction; default: half, at most 10000)",
     )
     group.add_argument(
         "--population-size",
         type=_count_or_fraction,
         metavar="N|F",
-        help="non-members used as population (default: the rest)",
+        help="non-members used as population (default: the rest, at most twice the members)",
     )
 
 
@@ -370,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--references", type=int, metavar="N", help="reference seeds to train when none are given"
     )
     options.add_argument("--shadows", type=int, metavar="K", help="shadow models (default 4)")
+    options.add_argument(
+        "--no-null-audit",
+        dest="null_audit",
+        action="store_false",
+        help="skip the null audit (with 2+ references the first is also judged as if it were "
+        "the unlearned model, to show which verdicts a true retrain passes)",
+    )
     options.add_argument(
         "--shadow",
         nargs="+",

@@ -268,6 +268,10 @@ def _size(value: int | float | None, available: int, name: str) -> int | None:
     return int(value)
 
 
+# the default test split's largest size (see make_splits)
+DEFAULT_TEST_CAP = 10_000
+
+
 def make_splits(
     dataset: Dataset,
     request: ForgetRequest,
@@ -283,9 +287,13 @@ def make_splits(
         dataset: The dataset the ids refer to.
         request: What to forget.
         member_ids: Ids the model was trained on; default the dataset's training part.
-        test_size: Count or fraction of the non-members used as test; default half.
+        test_size: Count or fraction of the non-members used as test; default half of them,
+            at most :data:`DEFAULT_TEST_CAP` (enough to resolve a 0.1% false-positive rate
+            ten times over; more only costs forward passes).
         population_size: Count or fraction of the non-members used as population; default the
-            rest after test.
+            rest after test, at most twice the members (shadow models train on as many samples
+            as the original had members, and each population sample should be "out" for about
+            half of them).
         split_seed: Seed of the deterministic test / population split (fixed by default, so
             the same non-members are always test).
 
@@ -346,9 +354,13 @@ def make_splits(
     n_test = _size(test_size, len(nonmembers), "test_size")
     n_pop = _size(population_size, len(nonmembers), "population_size")
     if n_test is None:
-        n_test = len(nonmembers) // 2 if n_pop is None else len(nonmembers) - n_pop
+        n_test = (
+            min(len(nonmembers) // 2, DEFAULT_TEST_CAP)
+            if n_pop is None
+            else len(nonmembers) - n_pop
+        )
     if n_pop is None:
-        n_pop = len(nonmembers) - n_test
+        n_pop = min(len(nonmembers) - n_test, 2 * len(members))
     if n_test < 1 or n_test + n_pop > len(nonmembers):
         raise ConfigError(
             f"test ({n_test}) and population ({n_pop}) must fit in the {len(nonmembers)} "

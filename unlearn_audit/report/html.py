@@ -91,6 +91,8 @@ def _title(name: str) -> str:
 def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any]:
     """Everything the template shows, as plain strings and lists (kept apart from rendering)."""
     checks = [_section(name, check, figures) for name, check in result.checks.items()]
+    null = result.null_audit
+    null_verdicts = {v.claim: v for v in null.verdicts} if null else {}
     verdicts = [
         {
             **vars(v),
@@ -100,6 +102,11 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
             else f"[{_number(v.interval[0])}, {_number(v.interval[1])}]",
             "reference_text": _number(v.reference),
             "threshold_text": ", ".join(f"{k} {_number(t, 2)}" for k, t in v.threshold.items()),
+            "null_status": null.status(v.claim) if null else None,
+            "null_measured": _number(null_verdicts[v.claim].measured)
+            if v.claim in null_verdicts
+            else "—",
+            "uncalibrated": v.claim in result.uncalibrated,
         }
         for v in result.verdicts
     ]
@@ -113,6 +120,8 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
         "record": _record_rows(result),
         "limitations": result.limitations,
         "verdicts": verdicts,
+        "null_audit": null,
+        "uncalibrated": result.uncalibrated,
         "counts": {
             s: sum(v.status == s for v in result.verdicts)
             for s in ("PASS", "WARN", "FAIL", "INCONCLUSIVE", "N/A")
