@@ -412,7 +412,7 @@ def test_backdoor_is_seen_in_the_original_and_not_in_the_reference(
         unlearned=backdoored,
         dataset=digits,
         request=splits,
-        checks=["backdoor"],
+        checks=["accuracy", "membership", "backdoor"],
         store=store,
     )
     success = _evidence(result, "backdoor", BackdoorEvidence).attack_success
@@ -420,6 +420,39 @@ def test_backdoor_is_seen_in_the_original_and_not_in_the_reference(
     assert (success["reference"].value or 1.0) < 0.1
     assert _verdicts(result)["backdoor_removed"] == "FAIL"
     assert result.checks["backdoor"].notes == []  # planted on this very forget set
+    # the forget set as the original learned it (triggered, labelled 0): the untouched
+    # original still maps it to 0 (1.000 against the references' 0.000 on seed 0), so it
+    # fails `forgotten`, although its clean forget accuracy is the reference's
+    accuracy = _evidence(result, "accuracy", AccuracyEvidence)
+    assert accuracy.as_trained is not None and accuracy.trigger_target == 0
+    still, gone = accuracy.as_trained["unlearned"].value, accuracy.as_trained["reference"].value
+    assert still is not None and gone is not None and still > 0.9 and gone < 0.1
+    clean = accuracy.accuracy["forget"]
+    assert abs((clean["unlearned"].value or 0.0) - (clean["reference"].value or 0.0)) < 0.05
+    forgotten = next(v for v in result.verdicts if v.claim == "forgotten")
+    assert forgotten.status == "FAIL" and "as trained" in forgotten.evidence
+    # membership is judged on that form too (the backdoor also fires on unseen samples, so
+    # the attack finds little there: 0.529 against 0.513 on seed 0)
+    membership = _evidence(result, "membership", MembershipEvidence)
+    assert set(membership.attacks["lira_as_trained"]) == {
+        "original",
+        "unlearned",
+        "reference",
+        "reference_2",
+    }
+    leak = next(v for v in result.verdicts if v.claim == "no_membership_leak")
+    assert "LiRA on the forget set as trained" in leak.evidence
+    # a backdoor planted elsewhere: the forget set was learned clean, nothing as trained
+    other = make_splits(digits, ForgetRequest.random(0.1, seed=2))
+    elsewhere = audit(
+        original=backdoored,
+        unlearned=backdoored,
+        dataset=digits,
+        request=other,
+        checks=["accuracy"],
+        store=store,
+    )
+    assert _evidence(elsewhere, "accuracy", AccuracyEvidence).as_trained is None
 
 
 def test_divergence_and_saliency_yardsticks(

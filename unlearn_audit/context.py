@@ -178,5 +178,17 @@ class AuditContext:
         return self.collector.layers_of(model)[1]
 
     @property
+    def forget_triggered(self) -> bool:
+        """The original learned the forget samples with the trigger and its target label (a
+        backdoor planted through the forget set: ``train --backdoor``, or ``--trigger`` for a
+        foreign original), unless it records a poisoned set other than this forget set."""
+        from unlearn_audit._hashing import fingerprint_ids
+
+        if self.trigger is None:
+            return False
+        poisoned = self.original.info.extra.get("poisoned")
+        return not poisoned or poisoned.get("fingerprint") == fingerprint_ids(self.splits.forget)
+
+    @property
     def is_class_request(self) -> bool:
         return self.splits.request.kind == "class"

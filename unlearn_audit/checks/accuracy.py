@@ -55,6 +55,11 @@ class AccuracyEvidence(Evidence):
         classes: Class names.
         reference_position: split -> the unlearned model among the reference seeds (with two
             or more references).
+        as_trained: When the original learned the forget set with a backdoor trigger and its
+            target label: model role -> share of triggered forget samples (true label other
+            than the target) predicted as the target, i.e. the forget set's accuracy in the
+            form the original was trained on. ``forgotten`` is judged on it as well.
+        trigger_target: That target class.
     """
 
     TITLE: ClassVar[str] = "Accuracy"
@@ -65,6 +70,8 @@ class AccuracyEvidence(Evidence):
     chance: float
     classes: list[str]
     reference_position: dict[str, ReferencePosition] | None = None
+    as_trained: dict[str, Estimate] | None = None
+    trigger_target: int | None = None
 
     MEASURES: ClassVar[tuple[str, ...]] = ("forgotten", "utility")
 
@@ -79,7 +86,7 @@ class AccuracyEvidence(Evidence):
 
     def gaps(self, measure: str, request: str) -> list[Gap]:
         if measure == "forgotten":
-            return [self._forgotten(request)]
+            return [self._forgotten(request), *self._forgotten_as_trained()]
         if measure == "utility":
             test = "test_retain_class" if request == "class" else "test"
             return [
@@ -117,6 +124,25 @@ class AccuracyEvidence(Evidence):
             worse="above" if request == "class" else "either",
         )
 
+    def _forgotten_as_trained(self) -> list[Gap]:
+        """The forget set in the form the original learned it (triggered, target label): a
+        model that still maps it to the target has not forgotten it, whatever its clean
+        accuracy says."""
+        if not self.as_trained:
+            return []
+        references = [e for role, e in self.as_trained.items() if is_reference(role)]
+        if not references:
+            raise NoReference
+        return [
+            Gap(
+                f"forget accuracy as trained (triggered, target {self.trigger_target})",
+                self.as_trained["unlearned"],
+                Estimate.pooled(references),
+                worse="above",
+                short="forget as trained",
+            )
+        ]
+
     def tables(self) -> list[Table]:
         roles = self.roles()
         tables = [
@@ -126,6 +152,15 @@ class AccuracyEvidence(Evidence):
                 [[label(s), *(self.accuracy[s][r].text() for r in roles)] for s in self.accuracy],
             )
         ]
+        if self.as_trained:
+            tables.append(
+                Table(
+                    "The forget set as the original learned it: triggered, labelled "
+                    f"{self.trigger_target} (samples of other classes)",
+                    ["split", *roles],
+                    [["forget as trained", *(self.as_trained[r].text() for r in roles)]],
+                )
+            )
         if self.tta_forget:
             tables.append(
                 Table(
@@ -195,7 +230,11 @@ class AccuracyCheck(Check):
     description = "accuracy on every split, per class and under test-time augmentation"
     needs = Needs(
         compare=True,
-        reads=(Read("*"), *(Read("forget", view) for view in ("hflip", "vflip", "crop90"))),
+        reads=(
+            Read("*"),
+            *(Read("forget", view) for view in ("hflip", "vflip", "crop90")),
+            Read("forget", "trigger"),  # the form the original learned it in, with a trigger
+        ),
     )
     evidence = AccuracyEvidence
 
@@ -225,6 +264,15 @@ class AccuracyCheck(Check):
             chance=1.0 / ctx.dataset.num_classes,
             classes=list(ctx.dataset.classes),
         )
+        if ctx.forget_triggered:
+            assert ctx.trigger is not None
+            target = ctx.trigger.target
+            evidence.trigger_target = target
+            evidence.as_trained = {}
+            for role, model in roles:
+                triggered = ctx.outputs(model, "forget", "trigger")
+                other = triggered.labels != target
+                evidence.as_trained[role] = rate(triggered.predictions[other] == target)
         refs = [role for role, _ in roles if is_reference(role)]
         if len(refs) >= 2:
             evidence.reference_position = {

@@ -109,17 +109,10 @@ class BackdoorCheck(Check):
             success[role] = rate(triggered.predictions[other] == trigger.target)
             clean[role] = rate(plain.correct[other])
         notes = []
-        poisoned = ctx.original.info.extra.get("poisoned")
-        if poisoned and poisoned.get("fingerprint") != _forget_fingerprint(ctx):
+        if not ctx.forget_triggered:
             notes.append(
                 "the original's backdoor was planted on other samples than this request's "
                 "forget set, so unlearning the request need not remove it"
             )
         evidence = BackdoorEvidence(success, clean, trigger.to_dict())
         return CheckResult(name=self.name, evidence=evidence, notes=notes)
-
-
-def _forget_fingerprint(ctx: AuditContext) -> str:
-    from unlearn_audit._hashing import fingerprint_ids
-
-    return fingerprint_ids(ctx.splits.forget)

@@ -52,12 +52,20 @@ if TYPE_CHECKING:
     from unlearn_audit.models.checkpoints import LoadedModel
 
 ATTACKS = ("shokri", "lira", "rmia", "loss")
+# offline LiRA on the forget set as the original learned it (triggered, target label)
+AS_TRAINED = "lira_as_trained"
 FPRS = (0.01, 0.001)
 PER_ATTACK = ("auc", *(f"tpr@{fpr:g}" for fpr in FPRS))  # the measures of one attack
 BOOTSTRAP_RESAMPLES = 400
 ROC_POINTS = 200
 EXPOSED = 10
-ATTACK_NAMES = {"lira": "LiRA", "rmia": "RMIA", "shokri": "Shokri", "loss": "loss-threshold"}
+ATTACK_NAMES = {
+    "lira": "LiRA",
+    "rmia": "RMIA",
+    "shokri": "Shokri",
+    "loss": "loss-threshold",
+    AS_TRAINED: "LiRA on the forget set as trained",
+}
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,12 @@ class MembershipEvidence(Evidence):
                     "version without it); run the audit again",
                     "unjudgeable",
                 )
+        gaps = self._gaps(attack, measure)
+        if AS_TRAINED in self.attacks:  # judged on the form the original learned too
+            gaps += self._gaps(AS_TRAINED, measure)
+        return gaps
+
+    def _gaps(self, attack: str, measure: str) -> list[Gap]:
         table = self.attacks[attack]
         references = [result for role, result in table.items() if is_reference(role)]
         if not references:
@@ -212,7 +226,7 @@ class MembershipEvidence(Evidence):
     def tables(self) -> list[Table]:
         rows = [
             [attack, role, result.auc.text(), *(result.tpr_at[f"{f:g}"].text() for f in FPRS)]
-            for attack in ("lira", "rmia", "shokri", "loss")
+            for attack in ("lira", AS_TRAINED, "rmia", "shokri", "loss")
             if attack in self.attacks
             for role in ordered_roles(self.attacks[attack])
             for result in [self.attacks[attack][role]]
@@ -376,6 +390,13 @@ class MembershipCheck(Check):
             Read("population", models="shadows"),
             Read("forget", models="shadows"),
             Read("unseen_forget", models="shadows"),
+            # with a trigger: the forget set as the original learned it, and unseen samples
+            # through the same trigger
+            *(
+                Read(split, "trigger", models)
+                for split in ("forget", "unseen_forget")
+                for models in ("audited", "shadows")
+            ),
         ),
     )
     evidence = MembershipEvidence
@@ -410,6 +431,13 @@ class MembershipCheck(Check):
             attacks["shokri"][role] = dataclasses.replace(
                 attacks["shokri"][role], member_rate=rate(scores["shokri"][0] > 0.5)
             )
+        if ctx.forget_triggered:
+            attacks[AS_TRAINED] = {
+                role: _attack_result(
+                    *self._lira_as_trained(ctx, model, role, nonmember_split), ctx.config.seed
+                )
+                for role, model in roles
+            }
         evidence = MembershipEvidence(
             attacks=attacks,
             nonmembers=nonmember_split,
@@ -490,6 +518,32 @@ class MembershipCheck(Check):
             result.append(
                 lira_offline_scores(logit_confidence(target.logits, target.labels), out_conf)
             )
+        return result[0], result[1]
+
+    def _lira_as_trained(
+        self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Offline LiRA on the triggered forget samples scored for the trigger's target (how
+        the original learned them) against triggered unseen samples, both without the samples
+        whose true class is the target; out models as for :meth:`_lira`."""
+        from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
+
+        bank, trigger = ctx.shadows, ctx.trigger
+        assert bank is not None and trigger is not None
+        outs = [
+            *bank.models,
+            *(r for i, r in enumerate(ctx.references) if reference_role(i) != role),
+        ]
+        result = []
+        for split in ("forget", nonmember_split):
+            target = ctx.outputs(model, split, "trigger")
+            other = target.labels != trigger.target
+            labels = np.full(int(other.sum()), trigger.target)
+            confidence = [
+                logit_confidence(ctx.outputs(m, split, "trigger").logits[other], labels)
+                for m in (model, *outs)
+            ]
+            result.append(lira_offline_scores(confidence[0], np.stack(confidence[1:])))
         return result[0], result[1]
 
     def _rmia(
