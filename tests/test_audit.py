@@ -16,6 +16,7 @@ from torch import nn
 from unlearn_audit.checks.accuracy import AccuracyEvidence
 from unlearn_audit.checks.backdoor import BackdoorEvidence
 from unlearn_audit.checks.divergence import DivergenceEvidence
+from unlearn_audit.checks.margins import MarginsEvidence
 from unlearn_audit.checks.membership import AttackResult, MembershipEvidence
 from unlearn_audit.checks.relearn import RelearnEvidence
 from unlearn_audit.checks.representation import RepresentationEvidence
@@ -360,7 +361,7 @@ def test_random_request_membership_separates_original_from_reference(
         unlearned=overfit,
         dataset=digits,
         request=splits,
-        checks=["accuracy", "membership"],
+        checks=["accuracy", "membership", "margins"],
         store=store,
     )
     membership = _evidence(result, "membership", MembershipEvidence)
@@ -390,6 +391,27 @@ def test_random_request_membership_separates_original_from_reference(
     assert len(exposed.ids) == 10 and set(exposed.ids) <= set(splits.forget.tolist())
     assert result.to_json()  # finite JSON despite infinite thresholds
     assert exposed.scores["unlearned"] == sorted(exposed.scores["unlearned"], reverse=True)
+    # the reference-distribution test: the overfit original's forget margins sit above the
+    # references' (seed 0: mean standardised margin 1.00 [0.84, 1.18], 16.5% beyond +2; the
+    # references scored against each other: about 0.1)
+    margins = _evidence(result, "margins", MarginsEvidence).by_role
+    original_z = margins["original"].mean
+    assert original_z.value is not None and original_z.low is not None and original_z.low > 0.5
+    assert (margins["original"].above.value or 0.0) > 0.1
+    for role in ("reference", "reference_2"):
+        assert margins[role].against == [r for r in ("reference", "reference_2") if r != role]
+        assert abs(margins[role].mean.value or 9.0) < 0.5, (role, margins[role].mean)
+    assert margins["original"].kl > margins["reference"].kl
+    assert sum(margins["original"].histogram) == len(splits.forget)
+    # retain-set exposure: every model trained on retain, so each exposes it (shadows as out
+    # models); nothing was unlearned, so nothing changed
+    retained = membership.retain_exposure
+    assert retained is not None and retained.nonmembers == "test"
+    for role in ("original", "unlearned", "reference", "reference_2"):
+        auc = retained.lira[role].auc
+        assert auc.low is not None and auc.low > 0.5, (role, auc)
+    assert retained.change == 0.0
+    assert any(t.title.startswith("Retain-set exposure") for t in membership.tables())
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from unlearn_audit.checks import accuracy as _accuracy  # noqa: F401
 from unlearn_audit.checks import backdoor as _backdoor  # noqa: F401
 from unlearn_audit.checks import divergence as _divergence  # noqa: F401
 from unlearn_audit.checks import efficiency as _efficiency  # noqa: F401
+from unlearn_audit.checks import margins as _margins  # noqa: F401
 from unlearn_audit.checks import membership as _membership  # noqa: F401
 from unlearn_audit.checks import relearn as _relearn  # noqa: F401
 from unlearn_audit.checks import representation as _representation  # noqa: F401

@@ -131,6 +131,21 @@ class Exposed:
     scores: dict[str, list[float]]
 
 
+@dataclass(frozen=True)
+class RetainExposure:
+    """Retain-set exposure (Hayes et al. 2024): offline LiRA on retain samples against unseen
+    samples (``nonmembers``) for each model; unlearning can expose the retained data more
+    (``change``: the unlearned model's AUC minus the original's)."""
+
+    nonmembers: str
+    lira: dict[str, AttackResult]
+
+    @property
+    def change(self) -> float | None:
+        after, before = self.lira["unlearned"].auc.value, self.lira["original"].auc.value
+        return None if after is None or before is None else after - before
+
+
 @dataclass
 class MembershipEvidence(Evidence):
     """Four attacks on every model.
@@ -140,6 +155,7 @@ class MembershipEvidence(Evidence):
         nonmembers: The split of unseen samples the forget set is scored against.
         shadows: Number of shadow models.
         most_exposed_forget: The most exposed forget samples.
+        retain_exposure: The same attack on the retained data, before and after unlearning.
     """
 
     TITLE: ClassVar[str] = "Membership inference"
@@ -148,6 +164,7 @@ class MembershipEvidence(Evidence):
     nonmembers: str
     shadows: int
     most_exposed_forget: Exposed | None = None
+    retain_exposure: RetainExposure | None = None
 
     # ``auc``, ``tpr@0.01``, ``tpr@0.001`` of the judged attack, or of a named one
     # (``rmia.auc``, ``shokri.tpr@0.01``, ...): the policy says which attack a claim is on
@@ -239,6 +256,25 @@ class MembershipEvidence(Evidence):
                 rows,
             )
         ]
+        retained = self.retain_exposure
+        if retained is not None:
+            change = retained.change
+            tables.append(
+                Table(
+                    "Retain-set exposure: LiRA on retain vs "
+                    f"{retained.nonmembers.replace('_', ' ')} samples (shadows as out models); "
+                    "change after unlearning " + ("—" if change is None else f"{change:+.3f} AUC"),
+                    ["model", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR"],
+                    [
+                        [
+                            role,
+                            retained.lira[role].auc.text(),
+                            *(retained.lira[role].tpr_at[f"{f:g}"].text() for f in FPRS),
+                        ]
+                        for role in ordered_roles(retained.lira)
+                    ],
+                )
+            )
         exposed = self.most_exposed_forget
         if exposed is not None and exposed.ids:
             roles = [r for r in ("unlearned", "original", "reference") if r in exposed.scores]
@@ -397,6 +433,11 @@ class MembershipCheck(Check):
                 for split in ("forget", "unseen_forget")
                 for models in ("audited", "shadows")
             ),
+            # retain-set exposure: retain against unseen samples, shadows as out models
+            Read("retain"),
+            Read("test"),
+            Read("retain", models="shadows"),
+            Read("test", models="shadows"),
         ),
     )
     evidence = MembershipEvidence
@@ -443,6 +484,7 @@ class MembershipCheck(Check):
             nonmembers=nonmember_split,
             shadows=len(bank.models),
             most_exposed_forget=self._exposed(ctx, lira_forget),
+            retain_exposure=self._retain_exposure(ctx, roles),
         )
         notes = _shadow_notes(ctx)
         if not any(is_reference(role) for role, _ in roles):
@@ -519,6 +561,37 @@ class MembershipCheck(Check):
                 lira_offline_scores(logit_confidence(target.logits, target.labels), out_conf)
             )
         return result[0], result[1]
+
+    def _retain_exposure(
+        self, ctx: AuditContext, roles: list[tuple[str, LoadedModel]]
+    ) -> RetainExposure:
+        """Offline LiRA on retain against unseen samples of the same classes, with the shadows
+        as out models (the references trained on retain: they are "in"), per model."""
+        from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
+
+        bank = ctx.shadows
+        assert bank is not None
+        unseen = "test_retain_class" if ctx.is_class_request else "test"
+
+        def scores(model: LoadedModel, split: str) -> np.ndarray:
+            target = ctx.outputs(model, split)
+
+            def confidence(m: LoadedModel) -> np.ndarray:
+                return logit_confidence(ctx.outputs(m, split).logits, target.labels)
+
+            return lira_offline_scores(
+                confidence(model), np.stack([confidence(m) for m in bank.models])
+            )
+
+        return RetainExposure(
+            nonmembers=unseen,
+            lira={
+                role: _attack_result(
+                    scores(model, "retain"), scores(model, unseen), ctx.config.seed
+                )
+                for role, model in roles
+            },
+        )
 
     def _lira_as_trained(
         self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
