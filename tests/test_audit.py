@@ -223,6 +223,14 @@ def test_class_request_original_fails_and_retrained_passes(
     assert not before.passed and after.passed
     cka = _evidence(after, "representation", RepresentationEvidence).cka
     assert cka["reference"]["retain"] > cka["reference"]["forget"] + 0.05
+    # Tug-of-War against the reference: the original keeps the class (forget accuracy 1 vs 0),
+    # the retrained model matches the reference closely
+    tow_before = _evidence(before, "accuracy", AccuracyEvidence).tug_of_war
+    tow_after = _evidence(after, "accuracy", AccuracyEvidence).tug_of_war
+    assert tow_before is not None and tow_after is not None
+    assert tow_before.value is not None and tow_after.low is not None
+    assert tow_before.value < 0.1 and 0.9 < tow_after.low <= (tow_after.value or 0.0)
+    assert after.checks["accuracy"].evidence.key_numbers()["ToW"] == tow_after.value  # type: ignore[union-attr]
 
 
 def test_a_class_request_judges_a_true_retrain_against_out_models_of_its_world(

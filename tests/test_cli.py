@@ -203,6 +203,9 @@ def test_demo_writes_per_method_and_comparison_reports(
         assert auc.low < 0.5 < auc.high, (attack, auc)
     assert retrain.null_audit is not None
     comparison = (workdir / "out" / "comparison.html").read_text()
+    assert "<th>ToW</th>" in comparison  # Tug-of-War against the reference, per method
+    tow = retrain.checks["accuracy"].evidence.tug_of_war  # type: ignore[union-attr]
+    assert tow is not None and (tow.value or 0.0) > 0.9
     for name in names:
         assert f'href="{name}/report.html"' in comparison
     assert "http" not in comparison.replace('href="', "")  # self-contained

@@ -60,6 +60,9 @@ class AccuracyEvidence(Evidence):
             than the target) predicted as the target, i.e. the forget set's accuracy in the
             form the original was trained on. ``forgotten`` is judged on it as well.
         trigger_target: That target class.
+        tug_of_war: Tug-of-War (Zhao et al. 2024) against the first reference:
+            ``(1 - |d forget|)(1 - |d retain|)(1 - |d test|)`` over the accuracy differences,
+            with a bootstrap interval (samples resampled, pairs kept); 1 is a perfect match.
     """
 
     TITLE: ClassVar[str] = "Accuracy"
@@ -72,6 +75,7 @@ class AccuracyEvidence(Evidence):
     reference_position: dict[str, ReferencePosition] | None = None
     as_trained: dict[str, Estimate] | None = None
     trigger_target: int | None = None
+    tug_of_war: Estimate | None = None
 
     MEASURES: ClassVar[tuple[str, ...]] = ("forgotten", "utility")
 
@@ -152,6 +156,15 @@ class AccuracyEvidence(Evidence):
                 [[label(s), *(self.accuracy[s][r].text() for r in roles)] for s in self.accuracy],
             )
         ]
+        if self.tug_of_war is not None:
+            tables.append(
+                Table(
+                    "Tug-of-War against the reference: (1 - |d forget|)(1 - |d retain|)"
+                    "(1 - |d test|) of the accuracies, bootstrap interval",
+                    ["model", "ToW"],
+                    [["unlearned", self.tug_of_war.text()]],
+                )
+            )
         if self.as_trained:
             tables.append(
                 Table(
@@ -196,6 +209,7 @@ class AccuracyEvidence(Evidence):
         return {
             "forget accuracy": self.accuracy["forget"]["unlearned"].value,
             "test accuracy": self.accuracy["test"]["unlearned"].value,
+            "ToW": None if self.tug_of_war is None else self.tug_of_war.value,
         }
 
     @classmethod
@@ -264,6 +278,17 @@ class AccuracyCheck(Check):
             chance=1.0 / ctx.dataset.num_classes,
             classes=list(ctx.dataset.classes),
         )
+        if ctx.references:
+            from unlearn_audit.functional.forgetting import tug_of_war
+
+            pairs = [
+                (
+                    ctx.outputs(ctx.unlearned, split).correct,
+                    ctx.outputs(ctx.references[0], split).correct,
+                )
+                for split in ("forget", "retain", "test")
+            ]
+            evidence.tug_of_war = Estimate.of(*tug_of_war(*pairs, seed=ctx.config.seed))
         if ctx.forget_triggered:
             assert ctx.trigger is not None
             target = ctx.trigger.target
