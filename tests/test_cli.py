@@ -549,7 +549,8 @@ def test_audit_with_given_reference_policy_and_trigger(
     torch.save(
         load_checkpoint(workdir / "bd.safetensors").module.net.state_dict(), workdir / "bd.pt"
     )
-    (workdir / "lenient.toml").write_text("[backdoor_removed]\npass = 1.0\nwarn = 1.0\n")
+    lenient = "[backdoor_removed]\npass = 1.0\nwarn = 1.0\n[forgotten]\npass = 1.0\nwarn = 1.0\n"
+    (workdir / "lenient.toml").write_text(lenient)
     capsys.readouterr()
     base = [
         "audit",
@@ -582,6 +583,10 @@ def test_audit_with_given_reference_policy_and_trigger(
     assert isinstance(evidence, BackdoorEvidence)
     assert (evidence.attack_success["original"].value or 0.0) > 0.9
     assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "FAIL"
+    # given the trigger, the forget set is also judged as the original learned it: a foreign
+    # copy of the untouched original fails `forgotten` too
+    forgotten = next(v for v in result.verdicts if v.claim == "forgotten")
+    assert forgotten.status == "FAIL" and "as trained" in forgotten.evidence
     built = result.config["models_built"]
     assert (built["trained"], built["reused"], built["given_references"]) == (0, 0, 1)
     assert main([*base, "--trigger", "t.json", "--policy", "lenient.toml", "--out", "c"]) == 0

@@ -36,8 +36,10 @@ class Read:
 
     Attributes:
         split: A split name (``forget``, ``retain``, ``test``, ``population``, ...), ``*`` for
-            every split of the request, or ``unseen_forget``: the unseen samples of the
-            forgotten data (``test_forget_class`` for class requests, else ``test``).
+            every split of the request, ``unseen_forget``: the unseen samples of the
+            forgotten data (``test_forget_class`` for class requests, else ``test``), or
+            ``unseen_retain``: those of the retained data (``test_retain_class``, else
+            ``test``).
         view: ``clean``, a test-time augmentation (``hflip``, ``vflip``, ``crop90``) or
             ``trigger``.
         models: ``audited`` (original, unlearned, references), ``original`` alone, or
@@ -54,6 +56,8 @@ class Read:
             return list(names)
         if self.split == "unseen_forget":
             return ["test_forget_class" if request == "class" else "test"]
+        if self.split == "unseen_retain":
+            return ["test_retain_class" if request == "class" else "test"]
         return [self.split]
 
 

@@ -63,7 +63,8 @@ def test_html_is_deterministic_self_contained_and_complete(result: AuditResult) 
     assert result.models["unlearned"]["fingerprint"] in html
     assert result.created in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == len(render_figures(result)) == 7
+    assert len(images) == len(render_figures(result)) == 8  # with the margins histogram
+    assert "Reference-distribution test" in html and "a true retrain (null audit)" in html
     assert all(base64.b64decode(data).startswith(PNG_MAGIC) for data in images)
 
 

@@ -435,9 +435,9 @@ class MembershipCheck(Check):
             ),
             # retain-set exposure: retain against unseen samples, shadows as out models
             Read("retain"),
-            Read("test"),
+            Read("unseen_retain"),
             Read("retain", models="shadows"),
-            Read("test", models="shadows"),
+            Read("unseen_retain", models="shadows"),
         ),
     )
     evidence = MembershipEvidence
