@@ -2,7 +2,8 @@
 forget set apart from samples the model never saw?
 
 Four attacks, all fitted on the same shadow bank (models of the original's architecture and
-recipe trained on random halves of the population):
+recipe trained on random draws of the population as large as the original's member set, or,
+on a class request, as retain and without the forgotten classes):
 
 - ``shokri``: one attack classifier per class on the sorted softmax vector and the true-class
   probability, trained on shadow in/out outputs; its member rate on forget is what the seed

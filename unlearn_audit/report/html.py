@@ -38,7 +38,11 @@ GLOSSARY = {
     "test": "held-out samples never trained on",
     "population": "further non-members, used to train shadow models",
     "reference": "a model retrained from scratch on retain only: the gold standard",
-    "shadow bank": "models of the same architecture trained on halves of the population",
+    "shadow bank": (
+        "models of the same architecture trained on random draws of the population, each as "
+        "large as the original's member set (on a class request: as retain, without the "
+        "forgotten classes)"
+    ),
     "AUC": "probability that an attack scores a random member above a random non-member (0.5: "
     "chance)",
     "TPR at FPR": "share of members an attack catches while wrongly flagging at most that share "
