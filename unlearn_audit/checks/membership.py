@@ -51,6 +51,7 @@ from unlearn_audit.figures import colour, log_roc_axes, new_figure, style
 if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
+    from unlearn_audit.outputs import View
 
 ATTACKS = ("shokri", "lira", "rmia", "loss")
 # offline LiRA on the forget set as the original learned it (triggered, target label)
@@ -448,7 +449,9 @@ class MembershipCheck(Check):
 
         bank = ctx.shadows
         assert bank is not None
-        nonmember_split = "test_forget_class" if ctx.is_class_request else "test"
+        (nonmember_split,) = Read("unseen_forget").splits(
+            ctx.splits.names(), ctx.splits.request.kind
+        )
         attack = self._fit_shokri(ctx)
         roles = ctx.roles()
         attacks: dict[str, dict[str, AttackResult]] = {attack_name: {} for attack_name in ATTACKS}
@@ -540,55 +543,61 @@ class MembershipCheck(Check):
             seed=ctx.config.seed,
         )
 
+    @staticmethod
+    def _out_models(ctx: AuditContext, role: str) -> list[LoadedModel]:
+        """The models "out" for forget and unseen samples when scoring ``role``: every shadow
+        and every other reference."""
+        bank = ctx.shadows
+        assert bank is not None
+        others = (r for i, r in enumerate(ctx.references) if reference_role(i) != role)
+        return [*bank.models, *others]
+
+    @staticmethod
+    def _lira_scores(
+        ctx: AuditContext,
+        model: LoadedModel,
+        outs: list[LoadedModel],
+        split: str,
+        view: View = "clean",
+        target: int | None = None,
+    ) -> np.ndarray:
+        """Offline LiRA scores of ``model`` on ``split`` through ``view`` against ``outs``:
+        scored for the true labels, or for class ``target`` on the samples of other classes."""
+        from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
+
+        labels = ctx.outputs(model, split, view).labels
+        keep = np.ones(len(labels), dtype=bool) if target is None else labels != target
+        scored = labels[keep] if target is None else np.full(int(keep.sum()), target)
+        confidence = [
+            logit_confidence(ctx.outputs(m, split, view).logits[keep], scored)
+            for m in (model, *outs)
+        ]
+        return lira_offline_scores(confidence[0], np.stack(confidence[1:]))
+
     def _lira(
         self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
     ) -> tuple[np.ndarray, np.ndarray]:
-        from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
-
-        bank = ctx.shadows
-        assert bank is not None
-        # every shadow and every other reference is "out" for forget and unseen samples
-        outs = [
-            *bank.models,
-            *(r for i, r in enumerate(ctx.references) if reference_role(i) != role),
-        ]
-        result = []
-        for split in ("forget", nonmember_split):
-            target = ctx.outputs(model, split)
-            out_conf = np.stack(
-                [logit_confidence(ctx.outputs(m, split).logits, target.labels) for m in outs]
-            )
-            result.append(
-                lira_offline_scores(logit_confidence(target.logits, target.labels), out_conf)
-            )
-        return result[0], result[1]
+        outs = self._out_models(ctx, role)
+        return (
+            self._lira_scores(ctx, model, outs, "forget"),
+            self._lira_scores(ctx, model, outs, nonmember_split),
+        )
 
     def _retain_exposure(
         self, ctx: AuditContext, roles: list[tuple[str, LoadedModel]]
     ) -> RetainExposure:
         """Offline LiRA on retain against unseen samples of the same classes, with the shadows
         as out models (the references trained on retain: they are "in"), per model."""
-        from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
-
         bank = ctx.shadows
         assert bank is not None
-        unseen = "test_retain_class" if ctx.is_class_request else "test"
-
-        def scores(model: LoadedModel, split: str) -> np.ndarray:
-            target = ctx.outputs(model, split)
-
-            def confidence(m: LoadedModel) -> np.ndarray:
-                return logit_confidence(ctx.outputs(m, split).logits, target.labels)
-
-            return lira_offline_scores(
-                confidence(model), np.stack([confidence(m) for m in bank.models])
-            )
-
+        (unseen,) = Read("unseen_retain").splits(ctx.splits.names(), ctx.splits.request.kind)
         return RetainExposure(
             nonmembers=unseen,
             lira={
                 role: _attack_result(
-                    scores(model, "retain"), scores(model, unseen), ctx.config.seed
+                    self._lira_scores(ctx, model, bank.models, "retain"),
+                    self._lira_scores(ctx, model, bank.models, unseen),
+                    ctx.config.seed,
                 )
                 for role, model in roles
             },
@@ -600,25 +609,12 @@ class MembershipCheck(Check):
         """Offline LiRA on the triggered forget samples scored for the trigger's target (how
         the original learned them) against triggered unseen samples, both without the samples
         whose true class is the target; out models as for :meth:`_lira`."""
-        from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
-
-        bank, trigger = ctx.shadows, ctx.trigger
-        assert bank is not None and trigger is not None
-        outs = [
-            *bank.models,
-            *(r for i, r in enumerate(ctx.references) if reference_role(i) != role),
-        ]
-        result = []
-        for split in ("forget", nonmember_split):
-            target = ctx.outputs(model, split, "trigger")
-            other = target.labels != trigger.target
-            labels = np.full(int(other.sum()), trigger.target)
-            confidence = [
-                logit_confidence(ctx.outputs(m, split, "trigger").logits[other], labels)
-                for m in (model, *outs)
-            ]
-            result.append(lira_offline_scores(confidence[0], np.stack(confidence[1:])))
-        return result[0], result[1]
+        assert ctx.trigger is not None
+        outs, target = self._out_models(ctx, role), ctx.trigger.target
+        return (
+            self._lira_scores(ctx, model, outs, "forget", "trigger", target),
+            self._lira_scores(ctx, model, outs, nonmember_split, "trigger", target),
+        )
 
     def _rmia(
         self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
@@ -632,8 +628,7 @@ class MembershipCheck(Check):
 
         bank = ctx.shadows
         assert bank is not None
-        others = [r for i, r in enumerate(ctx.references) if reference_role(i) != role]
-        outs = [*bank.models, *others]
+        outs = self._out_models(ctx, role)
 
         def true_class(m: LoadedModel, split: str) -> np.ndarray:
             out = ctx.outputs(m, split)

@@ -106,7 +106,7 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
             else f"[{_number(v.interval[0])}, {_number(v.interval[1])}]",
             "reference_text": _number(v.reference),
             "threshold_text": ", ".join(f"{k} {_number(t, 2)}" for k, t in v.threshold.items()),
-            "null_status": null.status(v.claim) if null else None,
+            "null_status": null_verdicts[v.claim].status if v.claim in null_verdicts else None,
             "null_measured": _number(null_verdicts[v.claim].measured)
             if v.claim in null_verdicts
             else "—",
