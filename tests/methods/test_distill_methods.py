@@ -377,7 +377,7 @@ METHODS = ("scrub", "salun", "lightweight")
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_the_seed_fixes_the_result(
+def test_another_seed_gives_another_model(
     method: str, original: LoadedModel, digits: Dataset, sample_splits: Splits
 ) -> None:
     def run(seed: int) -> str:
@@ -386,9 +386,8 @@ def test_the_seed_fixes_the_result(
         )
         return result.model.fingerprint
 
-    first = run(0)
-    assert run(0) == first
-    assert run(1) != first
+    # (the same seed gives the same model: the conformance suite runs every method twice)
+    assert run(1) != run(0)
     assert model_fingerprint(original.module) == original.fingerprint
 
 

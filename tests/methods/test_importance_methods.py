@@ -49,7 +49,7 @@ from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
-from unlearn_audit.models.layers import Classifier, model_fingerprint
+from unlearn_audit.models.layers import Classifier
 from unlearn_audit.train import accuracy
 
 from .conftest import FORGET_CLASS
@@ -573,27 +573,8 @@ def test_fisher_forgetting_needs_a_linear_head_for_classes(
         )
 
 
-# --- all four: determinism and bad hyperparameters ------------------------------------------
-
-_CHEAP = {
-    "ssd": {},
-    "lfssd": {},
-    "fisher-masking": {},
-    "fisher-forgetting": {"retain_fraction": 0.25},
-}
-
-
-@pytest.mark.parametrize("method", sorted(_CHEAP))
-def test_same_seed_same_model(
-    method: str, original: LoadedModel, digits: Dataset, sample_splits: Splits
-) -> None:
-    runs = [
-        unlearn(method, original, digits, sample_splits, hyperparameters=_CHEAP[method], seed=3)
-        for _ in range(2)
-    ]
-    assert runs[0].model.fingerprint == runs[1].model.fingerprint
-    assert runs[0].model.fingerprint != original.fingerprint
-    assert model_fingerprint(original.module) == original.fingerprint
+# --- seeds and bad hyperparameters (the same seed gives the same model: the conformance suite
+# runs every method twice) ---------------------------------------------------------------------
 
 
 def test_fisher_forgetting_noise_depends_on_the_seed(
@@ -605,7 +586,7 @@ def test_fisher_forgetting_noise_depends_on_the_seed(
             original,
             digits,
             sample_splits,
-            hyperparameters=_CHEAP["fisher-forgetting"],
+            hyperparameters={"retain_fraction": 0.25},
             seed=seed,
         ).model.fingerprint
         for seed in (0, 1)

@@ -168,7 +168,7 @@ def test_never_reads_the_forget_set(
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_the_seed_fixes_the_result(
+def test_another_seed_gives_another_model(
     method: str,
     runs: Runs,
     original: LoadedModel,
@@ -178,9 +178,8 @@ def test_the_seed_fixes_the_result(
     def run(seed: int) -> str:
         return unlearn(method, original, digits, three_splits, seed=seed).model.fingerprint
 
-    first = model_fingerprint(runs[method, "three"][0])
-    assert run(SEED) == first
-    assert run(SEED + 1) != first
+    # (the same seed gives the same model: the conformance suite runs every method twice)
+    assert run(SEED + 1) != model_fingerprint(runs[method, "three"][0])
     assert model_fingerprint(original.module) == original.fingerprint
 
 
