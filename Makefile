@@ -11,9 +11,10 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 demo: $(VENV)/.installed
 	$(BIN)/unlearn-audit demo
 
-# -n auto: one pytest-xdist worker per core (at most 4), one torch thread each (tests/conftest.py)
+# -n auto: one pytest-xdist worker per core (at most 4), one torch thread each (tests/conftest.py);
+# loadgroup: the tests of one xdist_group (the Ray tests share one cluster) run on one worker
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +24,5 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP_INSTALL) -e '.[test,pdf]'
+	$(PIP_INSTALL) -e '.[test,pdf,ray]'
 	touch $@ $(VENV)/.installed

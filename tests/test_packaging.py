@@ -27,14 +27,15 @@ def test_dependencies_state_minimums_and_constraints_hold_the_exact_pair() -> No
     for name in ("torch", "torchvision", "scipy"):
         assert _requirement(dependencies, name).startswith(f"{name}>="), "a minimum, never a pin"
     assert _requirement(dependencies, "scipy") == "scipy>=1.15", "bootstrap's `rng=` keyword"
-    assert not any(r.startswith("weasyprint") for r in dependencies)
+    assert not any(r.startswith(("weasyprint", "ray")) for r in dependencies), "extras"
     assert _requirement(project["optional-dependencies"]["pdf"], "weasyprint")
+    assert _requirement(project["optional-dependencies"]["ray"], "ray") == "ray>=2.60"
     pins = (ROOT / "constraints.txt").read_text().split()
     assert any(p.startswith("torch==") for p in pins)
     assert any(p.startswith("torchvision==") for p in pins)
     makefile = (ROOT / "Makefile").read_text()
     assert "-c constraints.txt" in makefile and "'.[pdf]'" in makefile
-    assert "'.[test,pdf]'" in makefile
+    assert "'.[test,pdf,ray]'" in makefile, "CI tests the Ray executor"
 
 
 def test_the_package_is_typed() -> None:

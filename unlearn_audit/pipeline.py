@@ -32,6 +32,7 @@ from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError, UnlearnAuditError
 from unlearn_audit.evidence import Read, reference_role
+from unlearn_audit.executors import Executor, TrainingJob, make_executor
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, load_checkpoint
 from unlearn_audit.outputs import OutputCollector, View
 from unlearn_audit.plan import AuditPlan, PlannedPass, PlannedTraining
@@ -43,7 +44,6 @@ from unlearn_audit.train import (
     default_recipe,
     load_recipe,
     resolve_device,
-    train_classifier,
 )
 
 ModelLike = LoadedModel | nn.Module | str | Path
@@ -163,27 +163,24 @@ _NO_ARCH = (
 )
 
 
-def _train_like_original(
-    ctx: AuditContext, member_ids: np.ndarray, *, role: str, seed: int, progress: bool
-) -> LoadedModel:
+def _training_job(
+    ctx: AuditContext, member_ids: np.ndarray, *, role: str, seed: int
+) -> TrainingJob:
+    """A model like the original (its architecture, recipe and normalisation) on other data."""
     info = ctx.original.info
     arch, arch_kwargs = (
         (info.arch, info.arch_kwargs) if info.arch else (ctx.train_arch or (None, {}))
     )
     if arch is None:
         raise ConfigError(_NO_ARCH.format(what=f"{role} models"))
-    return train_classifier(
-        ctx.dataset,
+    return TrainingJob.create(
+        role=role,
+        seed=seed,
         arch=arch,
         arch_kwargs=arch_kwargs,
         recipe=ctx.recipe(),
         member_ids=member_ids,
-        seed=seed,
-        device=ctx.device,
-        store=ctx.store,
-        role=role,
         normalization=ctx.original.normalization,
-        progress=progress,
     )
 
 
@@ -198,14 +195,14 @@ def _train_or_plan(
 ) -> LoadedModel | None:
     """Train (or load) a model like the original; when planning (``jobs`` given) only look it
     up in the store, record the job, and return the stored model or ``None``."""
+    job = _training_job(ctx, member_ids, role=role, seed=seed)
     if jobs is None:
-        return _train_like_original(ctx, member_ids, role=role, seed=seed, progress=progress)
-    planning = dataclasses.replace(ctx, store=ctx.store.lookup_only())
+        return job.train(ctx.dataset, store=ctx.store, device=ctx.device, progress=progress)
     try:
-        model = _train_like_original(planning, member_ids, role=role, seed=seed, progress=False)
+        model = job.train(ctx.dataset, store=ctx.store.lookup_only(), device=ctx.device)
     except NotStored:
         model = None
-    jobs.append(PlannedTraining(role, seed, len(member_ids), model is not None, model))
+    jobs.append(PlannedTraining(role, seed, len(member_ids), model is not None, model, job))
     return model
 
 
@@ -338,6 +335,7 @@ def audit(
     feature_layer: str | None = None,
     device: str = "auto",
     inference_batch_size: int | None = None,
+    executor: Executor | str | None = None,
     progress: bool = False,
     created: str | None = None,
     command_line: list[str] | None = None,
@@ -382,6 +380,10 @@ def audit(
         feature_layer: Module whose output is the features (default the last Linear's input).
         device: ``auto``, ``cpu`` or ``cuda``.
         inference_batch_size: Samples per forward pass (default 512 on CPU, 2048 on CUDA).
+        executor: Where the references and shadow models the store lacks are trained:
+            ``"local"`` (default: here, one after another), ``"ray"`` (a local Ray cluster)
+            or an executor such as :class:`~unlearn_audit.executors.RayExecutor` (an existing
+            cluster, CPUs and GPUs per job).
         progress: Progress bars for training.
         created: Timestamp written into the result (default now, UTC).
         command_line: The command line that ran the audit, for the record (the CLI passes it).
@@ -402,11 +404,12 @@ def audit(
 
     start = time.perf_counter()
     hits, misses = ctx.store.hits, ctx.store.misses
+    elsewhere = _build_elsewhere(ctx, needs, make_executor(executor), progress)
     _build(ctx, needs, progress)
     timings["build"] = time.perf_counter() - start
     built = {
-        "trained": ctx.store.misses - misses,
-        "reused": ctx.store.hits - hits,
+        "trained": ctx.store.misses - misses + elsewhere,
+        "reused": ctx.store.hits - hits - elsewhere,  # (those just trained elsewhere are loaded)
         "given_references": given_references,
         "given_shadows": len(shadow_bank.models) if shadow_bank else 0,
     }
@@ -714,6 +717,17 @@ def _build(
             label=("shadow bank", "shadow models", "--shadows"),
             given="shadow models with --shadow and --shadow-members",
         )
+
+
+def _build_elsewhere(ctx: AuditContext, needs: Needs, executor: Executor, progress: bool) -> int:
+    """With an executor other than the local one, train what :func:`_build` would train the
+    store lacks there first (the build then loads it); returns how many models it trained."""
+    if executor.name == "local":
+        return 0  # the build trains them itself, as it goes
+    planned: list[PlannedTraining] = []
+    _build(dataclasses.replace(ctx, missing={}, notes=[]), needs, False, planned)
+    jobs = [p.job for p in planned if not p.stored and p.job is not None]
+    return executor.run(jobs, ctx.dataset, ctx.store, device=ctx.device, progress=progress)
 
 
 def _build_part(

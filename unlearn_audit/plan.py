@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from unlearn_audit.executors import TrainingJob
     from unlearn_audit.models.checkpoints import LoadedModel
 
 
@@ -27,6 +28,7 @@ class PlannedTraining:
     samples: int
     stored: bool
     model: LoadedModel | None = field(default=None, compare=False, repr=False)
+    job: TrainingJob | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class AuditPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "training": [_plain(job, "model") for job in self.training],
+            "training": [_plain(job, "model", "job") for job in self.training],
             "passes": [_plain(p, "ids") for p in self.passes],
             "checks": dict(self.checks),
             "fine_tunes": self.fine_tunes,
@@ -119,6 +121,6 @@ class AuditPlan:
         }
 
 
-def _plain(item: Any, leave_out: str) -> dict[str, Any]:
-    """The fields of a plan row, without the one that holds a model or an array."""
-    return {f.name: getattr(item, f.name) for f in fields(item) if f.name != leave_out}
+def _plain(item: Any, *leave_out: str) -> dict[str, Any]:
+    """The fields of a plan row, without those that hold a model, a job or an array."""
+    return {f.name: getattr(item, f.name) for f in fields(item) if f.name not in leave_out}

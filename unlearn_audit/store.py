@@ -146,10 +146,30 @@ class Store:
         try:
             return save_checkpoint(model, self.path(key))
         except OSError as exc:
-            raise StoreError(
-                f"cannot write to the store at {self.root} ({exc}); use another `cache_dir` or set "
-                f"{ENV_VAR} to a writable folder."
-            ) from None
+            raise self._unwritable(exc) from None
+
+    def put_checkpoint(self, key: str, data: bytes, *, arch: str | None = None) -> LoadedModel:
+        """Store a checkpoint trained elsewhere (its bytes, from
+        :func:`~unlearn_audit.models.checkpoints.checkpoint_bytes`) under ``key``, atomically
+        and under the entry's lock, and return it as loaded back (its weights checked against
+        its fingerprint). An entry another process stored meanwhile is kept.
+
+        Raises:
+            StoreError: The bytes are not a valid checkpoint, or the store cannot be written.
+        """
+        path = self.path(key)
+        with self._lock(key):
+            model = self.load(key, arch=arch)
+            if model is not None:
+                return model
+            try:
+                write_atomic(path, lambda tmp: tmp.write_bytes(data))
+            except OSError as exc:
+                raise self._unwritable(exc) from None
+            model = self.load(key, arch=arch)
+        if model is None:
+            raise StoreError(f"the checkpoint received for store entry {key} is damaged.")
+        return model
 
     def get_or_train(self, parts: dict[str, Any], train: Callable[[], LoadedModel]) -> LoadedModel:
         """Load the model stored for ``parts``, or call ``train()`` and store its result.
@@ -179,6 +199,12 @@ class Store:
                     return model
         self.hits += 1
         return model
+
+    def _unwritable(self, exc: OSError) -> StoreError:
+        return StoreError(
+            f"cannot write to the store at {self.root} ({exc}); use another `cache_dir` or set "
+            f"{ENV_VAR} to a writable folder."
+        )
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:
@@ -234,10 +260,7 @@ class Store:
         try:
             write_atomic(path, lambda tmp: tmp.write_text(text))
         except OSError as exc:
-            raise StoreError(
-                f"cannot write to the store at {self.root} ({exc}); use another `cache_dir` or set "
-                f"{ENV_VAR} to a writable folder."
-            ) from None
+            raise self._unwritable(exc) from None
         return payload
 
     def get_or_compute_arrays(
@@ -272,10 +295,7 @@ class Store:
             try:
                 write_atomic(path, lambda tmp: save_file(contiguous, str(tmp), metadata))
             except OSError as exc:
-                raise StoreError(
-                    f"cannot write to the store at {self.root} ({exc}); use another `cache_dir` "
-                    f"or set {ENV_VAR} to a writable folder."
-                ) from None
+                raise self._unwritable(exc) from None
         return arrays, notes, False
 
     def entries(self) -> list[StoreEntry]:

@@ -11,6 +11,7 @@ from typing import Any
 from unlearn_audit.cli.options import (
     audit_recipe,
     check_out_dir,
+    executor_from_args,
     given_shadows,
     json_dict,
     load_model_from_args,
@@ -76,6 +77,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         feature_layer=args.feature_layer,
         device=args.device,
         inference_batch_size=args.inference_batch_size,
+        executor=executor_from_args(args),
     )
     if args.plan:
         from unlearn_audit.pipeline import plan_audit

@@ -8,10 +8,11 @@ import sys
 import tempfile
 import time
 from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from unlearn_audit.cli.options import check_out_dir, store_from_args
+from unlearn_audit.cli.options import check_out_dir, executor_from_args, store_from_args
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -20,9 +21,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     own SISA and ERM originals), and write the reports."""
     from tqdm.auto import tqdm
 
+    from unlearn_audit._io import write_atomic
     from unlearn_audit.data.datasets import load_dataset
     from unlearn_audit.data.splits import ForgetRequest, make_splits
-    from unlearn_audit.models.checkpoints import save_checkpoint
+    from unlearn_audit.executors import MethodJob
+    from unlearn_audit.models.checkpoints import checkpoint_bytes, save_checkpoint
     from unlearn_audit.pipeline import audit
     from unlearn_audit.registry import METHOD_PLUGINS
     from unlearn_audit.report import write_report
@@ -33,6 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     out = check_out_dir(args.out_dir, "--out-dir")
     store = store_from_args(args)
+    executor = executor_from_args(args)
     dataset = load_dataset("digits")
     if args.forget_random is not None:
         request = ForgetRequest.random(args.forget_random, seed=args.seed)
@@ -73,25 +77,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     subjects: dict[str, Any] = {"no-unlearning": original}
-    methods = [(name, METHOD_PLUGINS.get(name)) for name in chosen]
+    for name in chosen:
+        METHOD_PLUGINS.get(name)  # an unknown name fails before anything runs
     with tempfile.TemporaryDirectory() as folder:
         log = (
             save_update_log(recorder.log, Path(folder) / "original.updates.safetensors")
             if recorder is not None and recorder.log is not None
             else None
         )
-        for name, spec in tqdm(methods, desc="unlearn", disable=None if not args.quiet else True):
-            result = spec.apply(
-                originals[name],
-                dataset,
-                splits,
-                hyperparameters={"update_log": str(log)} if name == "amnesiac" else None,
+        # each method's run as data: the local executor runs them here, one after another,
+        # the Ray executor as one task each
+        weights = {id(model): checkpoint_bytes(model) for model in originals.values()}
+        jobs = [
+            MethodJob(
+                method=name,
+                original=weights[id(originals[name])],
+                splits=splits,
+                files={"update_log": log.read_bytes()} if name == "amnesiac" and log else {},
                 seed=args.seed,
-                device=device,
             )
-            subjects[name] = save_checkpoint(result.model, out / name / "unlearned.safetensors")
-            if originals[name] is not original:
-                save_checkpoint(originals[name], out / name / "original.safetensors")
+            for name in chosen
+        ]
+        if executor.name == "local":
+            bar = tqdm(jobs, desc="unlearn", disable=None if not args.quiet else True)
+            unlearned = [executor.run_methods([job], dataset, device=device)[0] for job in bar]
+        else:
+            unlearned = executor.run_methods(jobs, dataset, device=device)
+    for name, data in zip(chosen, unlearned, strict=True):
+        path = out / name / "unlearned.safetensors"
+        write_atomic(path, partial(Path.write_bytes, data=data))
+        subjects[name] = path  # (the audit loads it, checking its weights' fingerprint)
+        if originals[name] is not original:
+            save_checkpoint(originals[name], out / name / "original.safetensors")
     results, summary = {}, []
     pdf_error = ""
     for name, model in tqdm(
@@ -106,6 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             store=store,
             seed=args.seed,
             device=str(device),
+            executor=executor,
             progress=not args.quiet,
             created=_now(),
         )

@@ -275,3 +275,15 @@ def given_shadows(args: argparse.Namespace, dataset: Any) -> list[tuple[Any, Any
 
 def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
+
+
+def executor_from_args(args: argparse.Namespace) -> Any:
+    """``--executor`` with its Ray options (checked: Ray installed, the options only with it)."""
+    from unlearn_audit.executors import make_executor
+
+    return make_executor(
+        args.executor,
+        address=args.ray_address,
+        cpus_per_job=args.cpus_per_job,
+        gpus_per_job=args.gpus_per_job or 0.0,
+    )

@@ -123,6 +123,43 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _add_executor_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "where references and shadow models train",
+        "local: here, one after another; ray: one Ray task per model (install the [ray] extra)",
+    )
+    group.add_argument("--executor", choices=("local", "ray"), default="local")
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="a running Ray cluster (host:6379 or ray://host:10001; default: start a local one)",
+    )
+    group.add_argument(
+        "--cpus-per-job",
+        type=_positive_float,
+        default=1.0,
+        metavar="N",
+        help="CPUs (and torch threads) per training job on Ray (default: 1)",
+    )
+    group.add_argument(
+        "--gpus-per-job",
+        type=_positive_float,
+        metavar="F",
+        help="GPUs per training job on Ray, fractions allowed (0.25: four jobs per GPU); "
+        "default: none, the jobs train on CPU",
+    )
+
+
 def _add_recipe_options(parser: argparse.ArgumentParser, *, audit: bool = False) -> None:
     if audit:
         group = parser.add_argument_group(
@@ -428,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_role_options(audit)
     _add_recipe_options(audit, audit=True)
     _add_runtime_options(audit)
+    _add_executor_options(audit)
     _add_json_option(audit)
     audit.set_defaults(run=cmd_audit)
 
@@ -507,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-pdf", action="store_true", help="HTML reports only")
     _add_runtime_options(demo)
+    _add_executor_options(demo)
     _add_json_option(demo)
     demo.set_defaults(run=cmd_demo)
 

@@ -201,6 +201,19 @@ def save_checkpoint(model: LoadedModel, path: str | Path) -> Path:
 
     Only models with a rebuildable architecture (zoo name or import path) can be saved.
     """
+    state, metadata = _checkpoint_parts(model)
+    return write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+
+
+def checkpoint_bytes(model: LoadedModel) -> bytes:
+    """The bytes :func:`save_checkpoint` would write (to send a model between processes)."""
+    from safetensors.torch import save
+
+    state, metadata = _checkpoint_parts(model)
+    return bytes(save(state, metadata=metadata))
+
+
+def _checkpoint_parts(model: LoadedModel) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if model.info.arch is None:
         raise CheckpointError(
             "only models built from an architecture (zoo name or module:factory) can be saved "
@@ -220,7 +233,7 @@ def save_checkpoint(model: LoadedModel, path: str | Path) -> Path:
             {"unlearn_audit": unlearn_audit.__version__, "torch": torch.__version__}
         ),
     }
-    return write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    return state, metadata
 
 
 def _is_safetensors(path: Path) -> bool:
