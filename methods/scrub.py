@@ -26,7 +26,7 @@ from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import Splits
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel
-from unlearn_audit.models.layers import Classifier
+from unlearn_audit.models.layers import Classifier, fast_layout
 from unlearn_audit.train import make_optimizer
 
 # the small-scale notebook divides the lr by 10 after epochs 5, 8 and 9 (1-based): with
@@ -151,6 +151,7 @@ def scrub(
 
     teacher = frozen_copy(original.module, device)
     student = copy.deepcopy(original.module).to(device)
+    layout = fast_layout(student, device, dataset.input_shape)  # the layout `fit` trains in
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -177,6 +178,7 @@ def scrub(
                 ):
                     with torch.no_grad():
                         target = teacher(x)
+                    x = x.contiguous(memory_format=layout)
                     _step(opt, -distill_kl(student(x), target, temp), epoch)
                     bar.update(1)
             for x, y, _ in dataset.batches(
@@ -188,12 +190,13 @@ def scrub(
             ):
                 with torch.no_grad():
                     target = teacher(x)
-                logits = student(x)
+                logits = student(x.contiguous(memory_format=layout))
                 loss = ce_weight * F.cross_entropy(logits, y)
                 loss = loss + kl_weight * distill_kl(logits, target, temp)
                 _step(opt, loss, epoch)
                 bar.update(1)
         bar.close()
+    student.to(memory_format=torch.contiguous_format)
     return cast(Classifier, student.eval())
 
 

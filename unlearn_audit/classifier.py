@@ -18,7 +18,7 @@ from unlearn_audit.data.splits import members_fingerprint
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.erm import train_erm, training_fingerprint
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.loop import BatchTransform, fit
+from unlearn_audit.loop import BatchTransform, fit, loop_code
 from unlearn_audit.models.checkpoints import LoadedModel, ModelInfo, wrap_model
 from unlearn_audit.models.ensemble import SISA_ARCH, ShardEnsemble, check_cells
 from unlearn_audit.models.erm import ERM_ARCH, ErmNet
@@ -178,6 +178,7 @@ def train_classifier(
         **info.to_dict(),
         "normalization": norm.to_dict() if norm else None,
         "arch_code": arch_fingerprint(arch),
+        "loop_code": loop_code(),
         "version": __version__,
     }
     if arch == ERM_ARCH:  # the base network's code and the alternate training's

@@ -8,6 +8,7 @@ cross-entropy. It knows no trainer: the classifier trainer, ERM and SISA all cal
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -20,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from unlearn_audit._hashing import code_fingerprint
 from unlearn_audit._validation import fail
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.errors import ConfigError
-from unlearn_audit.models.layers import copy_module
+from unlearn_audit.models.layers import copy_module, fast_layout, in_fast_layout
 from unlearn_audit.recipe import Recipe
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
@@ -60,6 +62,15 @@ class History:
 class TrainResult:
     model: nn.Module
     history: History
+
+
+@functools.cache
+def loop_code() -> str:
+    """Fingerprint of the code a training run's numbers depend on (this loop and the layout
+    it trains in): part of every trained model's store key."""
+    from unlearn_audit.models import layers
+
+    return code_fingerprint(__file__, layers.__file__)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -169,6 +180,7 @@ def fit(
         raise ConfigError("cannot train on an empty set of samples; check the split.")
     device = resolve_device(device)
     trained = copy_module(model).to(device)
+    layout = fast_layout(trained, device, dataset.input_shape)
     history = History()
     steps_per_epoch = math.ceil(len(ids) / recipe.batch_size)
     total_steps = steps_per_epoch * recipe.epochs
@@ -202,6 +214,7 @@ def fit(
                     x, y = batch_transform(x, y, batch_ids)
                 if recipe.augment:
                     x = augment_batch(x, generator, flip=dataset.flip_invariant)
+                x = x.contiguous(memory_format=layout)
                 optimizer.zero_grad(set_to_none=True)
                 if objective is None:
                     logits = trained(x)
@@ -240,6 +253,7 @@ def fit(
                 break
         bar.close()
     history.seconds = time.perf_counter() - start
+    trained.to(memory_format=torch.contiguous_format)
     return TrainResult(model=trained.eval(), history=history)
 
 
@@ -258,8 +272,8 @@ def accuracy(
     correct = 0
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    with in_fast_layout(model, device, dataset.input_shape) as layout, torch.inference_mode():
         for x, y, _ in dataset.batches(ids, batch_size, device=device):
-            correct += int((model(x).argmax(1) == y).sum())
+            correct += int((model(x.contiguous(memory_format=layout)).argmax(1) == y).sum())
     model.train(was_training)
     return correct / max(len(ids), 1)

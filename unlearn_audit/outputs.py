@@ -32,7 +32,13 @@ from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.triggers import Trigger
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, logits_agree
-from unlearn_audit.models.layers import LayerInfo, LayerRecorder, find_layers, get_layer
+from unlearn_audit.models.layers import (
+    LayerInfo,
+    LayerRecorder,
+    find_layers,
+    get_layer,
+    in_fast_layout,
+)
 
 if TYPE_CHECKING:
     from unlearn_audit.store import Store
@@ -379,9 +385,13 @@ class OutputCollector:
             view_module.to(self.device).eval()
         logits, features, channels = [], [], []
         hooked = view_module if view_module is not None else module
-        with torch.inference_mode(), LayerRecorder(hooked, record) as recorder:
+        with (
+            in_fast_layout(module, self.device, self.dataset.input_shape) as layout,
+            torch.inference_mode(),
+            LayerRecorder(hooked, record) as recorder,
+        ):
             for x, _, _ in self.dataset.batches(ids, self.batch_size, device=self.device):
-                inputs = apply_view(x, view, trigger=self.trigger)
+                inputs = apply_view(x, view, trigger=self.trigger).contiguous(memory_format=layout)
                 out = module(inputs)
                 if (
                     mirror

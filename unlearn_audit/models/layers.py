@@ -8,6 +8,8 @@ convolution (Grad-CAM) and the penultimate features (the input of the last ``Lin
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -44,6 +46,56 @@ class Classifier(nn.Module):
         if self.normalization is not None:
             x = (x - self.input_mean) / self.input_std
         return self.net(x)
+
+
+def fast_layout(
+    module: nn.Module, device: torch.device, input_shape: tuple[int, ...]
+) -> torch.memory_format:
+    """Put a convolutional network's weights in the memory layout its CPU passes run fastest
+    in, and return the layout its inputs must then have.
+
+    On CPU that is channels-last: measured here with small-cnn on 8x8 to 32x32 inputs, on one
+    and two threads, 1.2-1.7x faster training steps and 1.3-1.6x faster inference batches than
+    the default layout (``benchmarks/bench_layout.py``; ResNet-18: 1.14x per training step).
+    The results are the same function up to float rounding. A network whose ``forward`` needs
+    contiguous tensors (``x.view(...)`` after a convolution), a TorchScript module, a network
+    without 2-d convolutions, and any network on CUDA keep the default layout. Convert back
+    with ``module.to(memory_format=torch.contiguous_format)``.
+    """
+    default = torch.contiguous_format
+    if (
+        device.type != "cpu"
+        or len(input_shape) != 3
+        or isinstance(module, torch.jit.ScriptModule)
+        or not any(isinstance(m, nn.Conv2d) for m in module.modules())
+    ):
+        return default
+    was_training = module.training
+    module.to(memory_format=torch.channels_last)
+    try:
+        module.eval()
+        with torch.no_grad():  # a dry run: eval mode, so no statistic or RNG moves
+            module(torch.zeros(2, *input_shape).contiguous(memory_format=torch.channels_last))
+    except RuntimeError:
+        module.to(memory_format=default)
+        return default
+    finally:
+        module.train(was_training)
+    return torch.channels_last
+
+
+@contextlib.contextmanager
+def in_fast_layout(
+    module: nn.Module, device: torch.device, input_shape: tuple[int, ...]
+) -> Iterator[torch.memory_format]:
+    """:func:`fast_layout` for the duration of a block (the module's own layout after it);
+    yields the layout inputs must have."""
+    layout = fast_layout(module, device, input_shape)
+    try:
+        yield layout
+    finally:
+        if layout is not torch.contiguous_format:
+            module.to(memory_format=torch.contiguous_format)
 
 
 def copy_module(model: nn.Module) -> nn.Module:
