@@ -42,6 +42,10 @@ from unlearn_audit.pipeline import audit, plan_audit, shadow_member_ids
 from unlearn_audit.recipe import Recipe
 from unlearn_audit.store import Store
 
+# the bare loops run in the layout the audit's CPU passes use (fast_layout): the ratios
+# measure the audit's overhead, not the layout
+LAYOUT = torch.channels_last
+
 
 def _bare_training(dataset: Any, recipe: Any, member_sets: list[np.ndarray]) -> float:
     """Seconds a plain PyTorch loop takes to train one small-cnn per member set."""
@@ -49,6 +53,7 @@ def _bare_training(dataset: Any, recipe: Any, member_sets: list[np.ndarray]) -> 
     for k, members in enumerate(member_sets):
         torch.manual_seed(k)
         net = build_model("small-cnn", dataset.num_classes, dataset.input_shape)
+        net = net.to(memory_format=LAYOUT)
         optimiser = torch.optim.SGD(
             net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
@@ -60,20 +65,22 @@ def _bare_training(dataset: Any, recipe: Any, member_sets: list[np.ndarray]) -> 
             for i in range(0, len(members), recipe.batch_size):
                 batch = order[i : i + recipe.batch_size]
                 optimiser.zero_grad()
-                F.cross_entropy(net(x_all[batch]), y_all[batch]).backward()
+                x = x_all[batch].contiguous(memory_format=LAYOUT)
+                F.cross_entropy(net(x), y_all[batch]).backward()
                 optimiser.step()
     return time.perf_counter() - start
 
 
 def _bare_forward(model: Any, dataset: Any, reads: dict[str, np.ndarray], batch: int) -> float:
     """Seconds a plain PyTorch loop takes to forward ``model`` over each view's ids."""
-    module = model.module.eval()
+    module = copy.deepcopy(model.module).eval().to(memory_format=LAYOUT)
     start = time.perf_counter()
     with torch.inference_mode():
         for view, ids in reads.items():
             x_all, _ = dataset.load(ids)
             for i in range(0, len(ids), batch):
-                module(apply_view(x_all[i : i + batch], view))  # type: ignore[arg-type]
+                x = apply_view(x_all[i : i + batch], view)  # type: ignore[arg-type]
+                module(x.contiguous(memory_format=LAYOUT))
     return time.perf_counter() - start
 
 
@@ -102,11 +109,13 @@ def _bare_relearn(model: Any, dataset: Any, splits: Any, evidence: Any) -> float
                 for i in range(0, len(x_retain), 512)
             ]
         )
+    x_eval = x_eval.contiguous(memory_format=LAYOUT)
+    x_train = x_train.contiguous(memory_format=LAYOUT)
     start = time.perf_counter()
     for variant, curves in evidence.curves.items():
         if "unlearned" not in curves:
             continue
-        net = copy.deepcopy(model.module)
+        net = copy.deepcopy(model.module).to(memory_format=LAYOUT)
         if variant == "feature_relearn":
             head = get_layer(net, find_layers(net).features)
             optimiser = torch.optim.Adam(head.parameters(), lr=relearn.WARMUP.lr)

@@ -337,8 +337,8 @@ class RayExecutor:
                     try:
                         payload = ray.get(ready[0])
                     except ray.exceptions.RayError as exc:
-                        for ref in pending:
-                            ray.cancel(ref, force=True)
+                        for ref in pending:  # (not force: the workers stay for later jobs)
+                            ray.cancel(ref)
                         raise TrainingError(
                             f"{'training ' if verb == 'train' else ''}{job.name} on Ray failed: "
                             f"{_cause(exc)}"

@@ -1,7 +1,9 @@
 """The build stage on Ray: the same models as the local executor, resumable, one-line errors.
 
 The Ray tests share one local cluster (2 CPUs) and run on one xdist worker (``make test`` uses
-``--dist loadgroup``); each audit trains a 3-epoch digits model's references and shadows.
+``--dist loadgroup``), in file order: those that kill a worker or the driver last, since Ray
+then starts new worker processes. Each audit trains a 3-epoch digits model's references and
+shadows.
 """
 
 from __future__ import annotations
@@ -136,40 +138,6 @@ def test_ray_trains_the_same_models_as_the_local_executor(
 
 
 @ray_tests
-@pytest.mark.slow
-def test_a_killed_ray_build_resumes_with_the_models_it_lacks(
-    cluster: str, original_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cache = tmp_path / "cache"
-    args = _audit_args(original_file, cache, tmp_path / "o", "--executor", "ray")
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "unlearn_audit", *args, "--ray-address", cluster],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
-    models = cache / "models"
-    deadline = time.monotonic() + 240
-    try:
-        while not any(models.rglob("*.safetensors")):
-            assert driver.poll() is None, driver.communicate()[1].decode()
-            assert time.monotonic() < deadline, "no model arrived"
-            time.sleep(0.05)
-        driver.send_signal(signal.SIGKILL)  # in the middle of the build
-    finally:
-        driver.kill()
-        driver.wait()
-    before = {p: p.read_bytes() for p in models.rglob("*.safetensors")}
-    assert 1 <= len(before) < 6
-    assert not list(models.rglob("*.tmp*")), "no half-written entry"
-    resumed = _audit(args, capsys)
-    built = resumed.config["models_built"]
-    assert built["trained"] == 6 - len(before) and built["reused"] == len(before)
-    assert {p: p.read_bytes() for p in before} == before, "the stored ones stay"
-    assert len(list(models.rglob("*.safetensors"))) == 6
-
-
-@ray_tests
 def test_a_failing_job_is_one_line_naming_the_job(
     cluster: str, original_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -264,6 +232,40 @@ def test_a_lost_worker_s_job_is_retried(
     with _one_thread():
         here = job.train(digits).fingerprint
     assert job.train(digits, store=store.lookup_only()).fingerprint == here
+
+
+@ray_tests
+@pytest.mark.slow
+def test_a_killed_ray_build_resumes_with_the_models_it_lacks(
+    cluster: str, original_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    args = _audit_args(original_file, cache, tmp_path / "o", "--executor", "ray")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "unlearn_audit", *args, "--ray-address", cluster],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    models = cache / "models"
+    deadline = time.monotonic() + 240
+    try:
+        while not any(models.rglob("*.safetensors")):
+            assert driver.poll() is None, driver.communicate()[1].decode()
+            assert time.monotonic() < deadline, "no model arrived"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGKILL)  # in the middle of the build
+    finally:
+        driver.kill()
+        driver.wait()
+    before = {p: p.read_bytes() for p in models.rglob("*.safetensors")}
+    assert 1 <= len(before) < 6
+    assert not list(models.rglob("*.tmp*")), "no half-written entry"
+    resumed = _audit(args, capsys)
+    built = resumed.config["models_built"]
+    assert built["trained"] == 6 - len(before) and built["reused"] == len(before)
+    assert {p: p.read_bytes() for p in before} == before, "the stored ones stay"
+    assert len(list(models.rglob("*.safetensors"))) == 6
 
 
 @pytest.mark.parametrize(
