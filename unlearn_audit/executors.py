@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -190,30 +190,6 @@ class MethodJob:
         return checkpoint_bytes(result.model)
 
 
-class Executor(Protocol):
-    """Runs training jobs and leaves their models in the store."""
-
-    name: str
-
-    def run(
-        self,
-        jobs: Sequence[TrainingJob],
-        dataset: Dataset,
-        store: Store,
-        *,
-        device: Any = "cpu",
-        progress: bool = False,
-    ) -> int:
-        """Train the jobs the store lacks and store them; returns how many were trained."""
-        ...
-
-    def run_methods(
-        self, jobs: Sequence[MethodJob], dataset: Dataset, *, device: Any = "cpu"
-    ) -> list[bytes]:
-        """Run the method jobs; the unlearned models' checkpoint bytes, in the jobs' order."""
-        ...
-
-
 @dataclass
 class LocalExecutor:
     """In this process, one job after another (what an audit does without an executor)."""
@@ -229,6 +205,7 @@ class LocalExecutor:
         device: Any = "cpu",
         progress: bool = False,
     ) -> int:
+        """Train the jobs the store lacks and store them; returns how many were trained."""
         misses = store.misses
         for job in jobs:
             job.train(dataset, store=store, device=device, progress=progress)
@@ -237,6 +214,7 @@ class LocalExecutor:
     def run_methods(
         self, jobs: Sequence[MethodJob], dataset: Dataset, *, device: Any = "cpu"
     ) -> list[bytes]:
+        """Run the method jobs; the unlearned models' checkpoint bytes, in the jobs' order."""
         return [job.run(dataset, device=device) for job in jobs]
 
 
@@ -414,6 +392,10 @@ def import_ray() -> Any:
             f"--executor ray needs Ray, which is not installed; {RAY_EXTRA}."
         ) from None
     return ray
+
+
+# what runs the build stage's jobs (both have `run` and `run_methods`)
+Executor = LocalExecutor | RayExecutor
 
 
 def make_executor(
