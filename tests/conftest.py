@@ -20,8 +20,10 @@ QUICK = Recipe(lr=0.05, epochs=3, batch_size=64)
 def _private_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Never write into the user's cache directory."""
+    """Never write into the user's cache directory; the CLI writes reports in its own process
+    (a report worker per audit would take a core from the other tests; its tests allow it)."""
     monkeypatch.setenv("UNLEARN_AUDIT_CACHE", str(_session_cache(tmp_path_factory)))
+    monkeypatch.setenv("UNLEARN_AUDIT_REPORT_WORKER", "0")
 
 
 def pytest_configure(config: pytest.Config) -> None:

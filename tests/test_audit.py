@@ -282,6 +282,41 @@ def test_the_null_audit_judges_a_reference_as_the_unlearned_model(
     assert single.null_audit is None and single.uncalibrated == []
 
 
+def test_the_null_audit_evidence_is_stored_and_judged_afresh(
+    retrain_options: dict[str, Any],
+    retrain_result: AuditResult,
+    head_retrained: LoadedModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The null audit depends on none of the unlearned model: a second audit against the
+    same original reads its evidence from the store (no check runs on the stand-in), judges
+    it under the audit's policy, and gets what computing it afresh gets."""
+    from unlearn_audit import pipeline
+
+    audited: list[str] = []
+    real_run = pipeline._run_check
+
+    def spy_run(ctx, name):  # type: ignore[no-untyped-def]
+        audited.append(ctx.unlearned.fingerprint)
+        return real_run(ctx, name)
+
+    monkeypatch.setattr(pipeline, "_run_check", spy_run)
+    options = retrain_options | {"unlearned": head_retrained}
+    warm = audit(**options)
+    assert set(audited) == {head_retrained.fingerprint}, "no check ran on the stand-in"
+    assert warm.null_audit == retrain_result.null_audit
+    with monkeypatch.context() as fresh:  # the same audit with nothing stored
+        fresh.setattr(Store, "get_or_compute", lambda self, kind, parts, compute: compute())
+        cold = audit(**options)
+    assert warm.null_audit == cold.null_audit
+    assert len(set(audited)) == 2, "computed afresh, the null audit ran its checks"
+    # what the evidence depends on is part of the key: other shadow models compute it again
+    audited.clear()
+    other = audit(**options, num_shadows=3)
+    assert other.null_audit is not None
+    assert set(audited) == {head_retrained.fingerprint, other.models["reference"]["fingerprint"]}
+
+
 def test_an_uncalibrated_claim_is_said_in_the_headline_summary_and_report(
     retrain_result: AuditResult,
 ) -> None:
@@ -386,12 +421,13 @@ def test_random_request_membership_separates_original_from_reference(
     assert tpr.realised_fpr is not None and tpr.realised_fpr <= 0.01
     assert tpr.nonmembers == len(splits.test)
     assert lira["original"].tpr_at["0.001"].resolvable is False  # < 1000 non-members
-    # offline RMIA on the same models: a smaller gap than LiRA's on digits (seeds 0-3: 0.07-0.09
-    # against LiRA's 0.09-0.14), its reference closer to chance (0.495-0.505)
+    # offline RMIA on the same models: a smaller gap than LiRA's on digits (seeds 0-5: 0.06-0.14
+    # against LiRA's 0.10-0.21); the reference's AUC moves with its training (0.45-0.53 over
+    # those seeds, as LiRA's), more than the bootstrap interval of one model shows
     rmia = membership.attacks["rmia"]
     rmia_original, rmia_reference = rmia["original"].auc.value, rmia["reference"].auc.value
     assert rmia_original is not None and rmia_reference is not None
-    assert rmia_original > rmia_reference + 0.05 and abs(rmia_reference - 0.5) < 0.05
+    assert rmia_original > rmia_reference + 0.05 and abs(rmia_reference - 0.5) < 0.1
     for attack in ("shokri", "loss"):
         assert attack in membership.attacks
     exposed = membership.most_exposed_forget
@@ -400,12 +436,15 @@ def test_random_request_membership_separates_original_from_reference(
     assert result.to_json()  # finite JSON despite infinite thresholds
     assert exposed.scores["unlearned"] == sorted(exposed.scores["unlearned"], reverse=True)
     # the reference-distribution test: the overfit original's forget margins sit above the
-    # references' (seed 0: mean standardised margin 1.00 [0.84, 1.18], 16.5% beyond +2; the
-    # references scored against each other: about 0.1)
+    # references' (seeds 0-3: mean standardised margin 0.60-1.41, interval lows 0.48-1.21, 7.5-30%
+    # beyond +2; the references scored against each other: -0.28 to 0.27, 0.5-5% beyond +2)
     margins = _evidence(result, "margins", MarginsEvidence).by_role
     original_z = margins["original"].mean
-    assert original_z.value is not None and original_z.low is not None and original_z.low > 0.5
-    assert (margins["original"].above.value or 0.0) > 0.1
+    assert original_z.value is not None and original_z.low is not None and original_z.low > 0.4
+    original_above = margins["original"].above.value or 0.0
+    assert all(
+        original_above > (margins[r].above.value or 1.0) for r in ("reference", "reference_2")
+    )
     for role in ("reference", "reference_2"):
         assert margins[role].against == [r for r in ("reference", "reference_2") if r != role]
         assert abs(margins[role].mean.value or 9.0) < 0.5, (role, margins[role].mean)
@@ -529,7 +568,7 @@ def test_second_audit_trains_nothing(setting: ClassAudit) -> None:
     }
 
 
-def test_the_shokri_attack_of_a_shadow_bank_is_fitted_once_per_process(
+def test_the_shokri_attack_of_a_shadow_bank_is_fitted_once_and_stored(
     setting: ClassAudit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from unlearn_audit.checks import membership
@@ -549,10 +588,17 @@ def test_the_shokri_attack_of_a_shadow_bank_is_fitted_once_per_process(
         result = audit(**setting.arguments(), unlearned=unlearned, checks=["membership"])
         return _evidence(result, "membership", MembershipEvidence).attacks["shokri"]["unlearned"]
 
-    first = shokri(setting.retrained)
-    assert shokri(setting.masked) != first and fits == [0], "the second audit reuses the attack"
+    first = shokri(setting.retrained)  # fitted now, or by an earlier test of the session
+    fitted = len(fits)
+    assert fitted <= 1
+    assert shokri(setting.masked) != first and len(fits) == fitted, "the next audit reuses it"
+    monkeypatch.setattr(membership, "_SHOKRI_ATTACKS", {})  # as in a new process
+    assert shokri(setting.retrained) == first and len(fits) == fitted, "read from the store"
     monkeypatch.setattr(membership, "_SHOKRI_ATTACKS", {})
-    assert shokri(setting.retrained) == first and fits == [0, 0], "the cached one is the refit"
+    monkeypatch.setattr(
+        Store, "get_or_compute_arrays", lambda self, kind, parts, compute: (*compute(), False)
+    )
+    assert shokri(setting.retrained) == first and fits == [0] * (fitted + 1), "it is the refit"
 
 
 def test_no_sample_goes_through_a_model_twice_in_one_view(
@@ -644,8 +690,10 @@ def test_a_second_audit_forwards_only_the_unlearned_model(
     assert forwarded == {setting.masked.fingerprint}, "outputs and Grad-CAM maps"
     counts = warm.config["outputs"]
     assert counts["from_store"] > 3 * counts["forwarded"] > 0  # 7762 and 2091 samples
-    # the original's and both references' maps (the second is the null audit's yardstick)
-    assert counts["grad_cam_from_store"] == 3 * counts["grad_cam_computed"] == 3 * 64
+    # the original's and the first reference's maps; the null audit's evidence (the second
+    # reference's maps among it) is stored whole: it depends on nothing the audit changed
+    assert counts["grad_cam_from_store"] == 2 * counts["grad_cam_computed"] == 2 * 64
+    assert warm.null_audit is not None and "null_audit" in warm.timings
     # the same audit with every output computed afresh (models still from the store)
     with monkeypatch.context() as fresh:
         fresh.setattr(

@@ -424,7 +424,7 @@ def test_train_with_backdoor(workdir: Path, capsys: pytest.CaptureFixture[str]) 
 
 @pytest.mark.slow
 def test_audit_end_to_end_on_trained_checkpoints(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from unlearn_audit.results import AuditResult
 
@@ -460,7 +460,9 @@ def test_audit_end_to_end_on_trained_checkpoints(
         *common,
     ]
     # the retrained model was trained on other members than the original: declare them
-    code = main([*argv, "--unlearned", "retrained.safetensors", "--out", "good"])
+    with monkeypatch.context() as worker:  # the report written by the report worker
+        worker.setenv("UNLEARN_AUDIT_REPORT_WORKER", "1")
+        code = main([*argv, "--unlearned", "retrained.safetensors", "--out", "good"])
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "forgotten            PASS" in out and "wrote good/result.json" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,18 @@ def code_fingerprint(*files: str | Path) -> str:
     digest = hashlib.sha256()
     for file in files:
         digest.update(Path(file).read_bytes())
+    return _finish(digest)
+
+
+@functools.cache
+def package_code() -> str:
+    """Fingerprint of every source file of the package (the key part of stored results that
+    whole checks compute, such as the null audit's evidence)."""
+    root = Path(__file__).parent
+    files = sorted(p for p in root.rglob("*") if p.suffix == ".py" and p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
     return _finish(digest)
 
 

@@ -23,9 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import unlearn_audit
-from unlearn_audit._hashing import fingerprint_ids
+from unlearn_audit._hashing import fingerprint_ids, package_code
 from unlearn_audit._validation import check_positive_int
-from unlearn_audit.checks import CHECKS, CheckResult, Needs
+from unlearn_audit.checks import CHECKS, CheckResult, Needs, evidence_type
 from unlearn_audit.context import AuditConfig, AuditContext, Missing, ShadowBank, shadow_pool
 from unlearn_audit.data.datasets import Dataset, Normalization
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
@@ -494,15 +494,51 @@ def _null_audit(
         missing=dict(ctx.missing),
         notes=[],
     )
+
+    def compute() -> dict[str, Any]:
+        return {
+            name: _run_check(null, name).to_dict()
+            for name in tqdm(
+                names, desc="null audit", disable=None if progress else True, leave=False
+            )
+        }
+
+    # its evidence depends on none of the unlearned model: kept in the store, judged afresh
+    stored = ctx.store.get_or_compute("null_audits", _null_audit_key(ctx, names), compute)
     results = {
-        name: _run_check(null, name)
-        for name in tqdm(names, desc="null audit", disable=None if progress else True, leave=False)
+        name: CheckResult.from_dict(stored[name], evidence_type(name), f"null_audit.{name}")
+        for name in names
     }
     return NullAudit(
         stands_in=reference_role(0),
         yardstick=[reference_role(i) for i in range(1, len(ctx.references))],
         verdicts=judge(results, ctx.splits.request.kind, policy, missing=null.missing),
     )
+
+
+def _null_audit_key(ctx: AuditContext, names: list[str]) -> dict[str, Any]:
+    """Everything the null audit's evidence depends on: the original, references and shadows
+    (weights, and the shadows' members), the data and splits, the layers read, the trigger,
+    the recipe of the probes, the audit's options, what was missing, and the package's code."""
+    bank = ctx.shadows
+    collector = ctx.collector.entry(ctx.original, "", "clean")
+    return {
+        "models": [m.fingerprint for m in (ctx.original, *ctx.references)],
+        "shadows": [
+            (m.fingerprint, fingerprint_ids(ids))
+            for m, ids in (zip(bank.models, bank.in_ids, strict=True) if bank else ())
+        ],
+        "collector": {k: v for k, v in collector.items() if k not in ("model", "ids")},
+        "splits": ctx.splits.fingerprints,
+        "request": ctx.splits.request.describe(),
+        "trigger": ctx.trigger.to_dict() if ctx.trigger else None,
+        "forget_triggered": ctx.forget_triggered,
+        "recipe": ctx.recipe().to_dict(),
+        "train_arch": ctx.train_arch,
+        "config": ctx.config.to_dict() | {"checks": names},
+        "missing": {what: dataclasses.asdict(m) for what, m in sorted(ctx.missing.items())},
+        "code": package_code(),
+    }
 
 
 def limit_threads(device: torch.device) -> int:

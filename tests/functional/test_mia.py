@@ -235,6 +235,34 @@ def test_shokri_attack_separates_and_is_deterministic() -> None:
     assert np.array_equal(again.score(t_in, l_in), member_scores)
 
 
+def test_boosted_trees_score_exactly_like_the_fitted_sklearn_model() -> None:
+    """The array form of a fitted booster gives its probabilities, on features crowded near 1
+    (where float32 comparison matters) and on rows it never saw; it survives the store's
+    arrays and notes unchanged."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from unlearn_audit.functional.mia import BoostedTrees
+
+    rng = np.random.default_rng(3)
+    x_in, y_in = _shadow_rows(rng, 600, True, 3)
+    x_out, y_out = _shadow_rows(rng, 600, False, 3)
+    x, member = np.concatenate([x_in, x_out]), np.repeat([1, 0], 600)
+    x[:200, 0] = 1.0 - rng.random(200) * 1e-6  # confidences crowded near 1
+    fitted = GradientBoostingClassifier(
+        n_estimators=30, max_depth=3, min_samples_leaf=20, random_state=0
+    ).fit(x, member)
+    trees = BoostedTrees.from_sklearn(fitted)
+    test = np.concatenate([x, _shadow_rows(rng, 300, True, 3)[0]])
+    expected = fitted.predict_proba(test)[:, 1]
+    np.testing.assert_allclose(trees.predict_proba(test), expected, rtol=0, atol=1e-12)
+    attack = fit_shokri_attack(x_in, y_in, x_out, y_out, num_classes=3, seed=1)
+    arrays, notes = attack.to_arrays()
+    again = ShokriAttack.from_arrays(arrays)
+    labels = rng.integers(0, 3, len(test))
+    assert np.array_equal(again.score(test, labels), attack.score(test, labels))
+    assert again.fallback_classes == attack.fallback_classes == () and notes == {}
+
+
 def test_shokri_attack_falls_back_to_global_model() -> None:
     rng = np.random.default_rng(1)
     x_in, y_in = _shadow_rows(rng, 200, True, 3)

@@ -85,3 +85,27 @@ def test_training_and_accuracy_leave_models_in_the_default_layout(digits: Datase
         assert 0.0 <= accuracy(trained, digits, ids) <= 1.0
         assert _contiguous(trained)
         assert not trained.training
+
+
+def test_evaluating_between_training_steps_keeps_the_training_layout(digits: Dataset) -> None:
+    """An accuracy read from inside training (the relearn probe) neither converts the model
+    back nor dry-runs it: training goes on in channels-last."""
+    from unlearn_audit.models.layers import Classifier
+
+    layouts: list[bool] = []
+    forwards: list[int] = []
+
+    def probe(state) -> bool:  # type: ignore[no-untyped-def]
+        handle = state.model.register_forward_hook(lambda m, i, o: forwards.append(len(i[0])))
+        accuracy(state.model, digits, digits.train_ids[:100])
+        handle.remove()
+        conv = state.model.net.features[3]
+        layouts.append(conv.weight.is_contiguous(memory_format=torch.channels_last))
+        return state.step >= 3
+
+    model = Classifier(build_model("small-cnn", 10, (1, 8, 8)), digits.normalization)
+    recipe = Recipe(lr=0.05, epochs=1, batch_size=64)
+    trained = fit(model, digits, digits.train_ids[:512], recipe, on_step=probe).model
+    assert layouts == [True] * 3
+    assert forwards == [100] * 3, "one pass over the samples, no dry run"
+    assert _contiguous(trained)

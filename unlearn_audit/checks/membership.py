@@ -408,7 +408,7 @@ def _finite_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 
 # fitted Shokri attacks of this process, oldest first (key: see MembershipCheck._fit_shokri)
-_SHOKRI_ATTACKS: dict[tuple[Any, ...], Any] = {}
+_SHOKRI_ATTACKS: dict[str, Any] = {}
 _SHOKRI_CACHE_SIZE = 4
 
 
@@ -496,27 +496,31 @@ class MembershipCheck(Check):
         return CheckResult(name=self.name, evidence=evidence, notes=notes)
 
     def _fit_shokri(self, ctx: AuditContext) -> Any:
-        """The Shokri attack of the shadow bank, fitted once per process for the same shadows,
-        population, seed and device (the demo audits every method against one bank)."""
-        from unlearn_audit._hashing import fingerprint_ids
+        """The Shokri attack of the shadow bank, fitted once for the same shadows (their
+        outputs on the population: weights, data, ids, layers, code), seed and attack code:
+        kept in the store as arrays (it depends on nothing the next audit changes), and in
+        this process (the demo audits every method against one bank)."""
+        from unlearn_audit._hashing import code_fingerprint, fingerprint_ids, fingerprint_json
+        from unlearn_audit.functional import mia
 
         bank = ctx.shadows
         assert bank is not None
-        key = (
-            tuple(
-                (m.fingerprint, fingerprint_ids(ids))
-                for m, ids in zip(bank.models, bank.in_ids, strict=True)
-            ),
-            ctx.dataset.fingerprint,
-            ctx.splits.fingerprints["population"],
-            ctx.dataset.num_classes,
-            ctx.config.seed,
-            ctx.device.type,
-        )
+        population = ctx.splits.fingerprints["population"]
+        parts = {
+            "outputs": [ctx.collector.entry(m, population, "clean") for m in bank.models],
+            "members": [fingerprint_ids(ids) for ids in bank.in_ids],
+            "num_classes": ctx.dataset.num_classes,
+            "seed": ctx.config.seed,
+            "code": code_fingerprint(__file__, mia.__file__),
+        }
+        key = fingerprint_json(parts)
         if key not in _SHOKRI_ATTACKS:
             while len(_SHOKRI_ATTACKS) >= _SHOKRI_CACHE_SIZE:
                 _SHOKRI_ATTACKS.pop(next(iter(_SHOKRI_ATTACKS)))
-            _SHOKRI_ATTACKS[key] = self._fit_shokri_now(ctx)
+            arrays, _, _ = ctx.store.get_or_compute_arrays(
+                "attack_models", parts, lambda: self._fit_shokri_now(ctx).to_arrays()
+            )
+            _SHOKRI_ATTACKS[key] = mia.ShokriAttack.from_arrays(arrays)
         return _SHOKRI_ATTACKS[key]
 
     def _fit_shokri_now(self, ctx: AuditContext) -> Any:

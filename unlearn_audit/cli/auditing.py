@@ -35,11 +35,19 @@ def audit_exit_code(outcome: str, fail_on: str = "fail") -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    if args.plan:
+        return _audit(args, None)
+    check_out_dir(args.out, "--out")
+    from unlearn_audit.report.worker import ReportWorker
+
+    with ReportWorker() as worker:  # sets up the report's libraries while the audit runs
+        return _audit(args, worker)
+
+
+def _audit(args: argparse.Namespace, worker: Any) -> int:
     from unlearn_audit.checks import CHECKS
     from unlearn_audit.pipeline import audit
 
-    if not args.plan:
-        check_out_dir(args.out, "--out")
     dataset, splits = load_request(args)
     checks = None
     if args.checks:
@@ -91,7 +99,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         command_line=getattr(args, "command_line", None),
     )
     out = result.save(Path(args.out) / "result.json")
-    files = _write_report(result, Path(args.out), pdf=not args.no_pdf, quiet=args.json)
+    files = _write_report(result, Path(args.out), pdf=not args.no_pdf, worker=worker, path=out)
     code = audit_exit_code(result.outcome, args.fail_on)
     if args.json:
         print(
@@ -126,12 +134,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return code
 
 
-def _write_report(result: Any, out_dir: Path, *, pdf: bool, quiet: bool = False) -> Any:
+def _write_report(
+    result: Any, out_dir: Path, *, pdf: bool, worker: Any = None, path: Path | None = None
+) -> Any:
+    """Write the report of ``result`` (by ``worker`` when given, from ``path``, the saved
+    result) and warn when the PDF could not be made."""
     import sys
 
     from unlearn_audit.report import write_report
 
-    files = write_report(result, out_dir, pdf=pdf)
+    if worker is not None and path is not None:
+        files = worker.write(result, path, out_dir, pdf=pdf)
+    else:
+        files = write_report(result, out_dir, pdf=pdf)
     if files.pdf_error:
         print(f"unlearn-audit: warning: {files.pdf_error}", file=sys.stderr)
     return files

@@ -37,6 +37,7 @@ from unlearn_audit.functional._checks import (
 from unlearn_audit.functional.stats import clopper_pearson_interval
 
 __all__ = [
+    "BoostedTrees",
     "ShokriAttack",
     "TprAtFpr",
     "auc",
@@ -261,6 +262,70 @@ def _attack_model(seed: int) -> GradientBoostingClassifier:
     )
 
 
+_TREE_FIELDS = ("feature", "threshold", "left", "right", "value")
+
+
+@dataclass(frozen=True)
+class BoostedTrees:
+    """A fitted binary :class:`~sklearn.ensemble.GradientBoostingClassifier` as plain arrays:
+    it scores like the fitted model and is kept in the store without pickling.
+
+    Attributes:
+        init: Raw score (log-odds) of the prior every row starts from.
+        learning_rate: Weight of each tree's leaf values.
+        feature, threshold, left, right, value: ``(trees, nodes)`` node arrays (sklearn's
+            ``tree_`` fields, padded); a leaf has ``left == -1`` and its value in ``value``.
+    """
+
+    init: float
+    learning_rate: float
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def from_sklearn(cls, model: GradientBoostingClassifier) -> BoostedTrees:
+        trees = [estimator[0].tree_ for estimator in model.estimators_]
+        nodes = max(tree.node_count for tree in trees)
+
+        def padded(name: str, fill: float, dtype: Any) -> np.ndarray:
+            out = np.full((len(trees), nodes), fill, dtype=dtype)
+            for t, tree in enumerate(trees):
+                values = tree.value[:, 0, 0] if name == "value" else getattr(tree, name)
+                out[t, : tree.node_count] = values
+            return out
+
+        prior = float(model.init_.class_prior_[1])
+        return cls(
+            init=math.log(prior / (1.0 - prior)),
+            learning_rate=float(model.learning_rate),
+            feature=padded("feature", 0, np.int64),
+            threshold=padded("threshold", 0.0, np.float64),
+            left=padded("children_left", -1, np.int64),
+            right=padded("children_right", -1, np.int64),
+            value=padded("value", 0.0, np.float64),
+        )
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Member probability of each row of ``x`` (sklearn compares features as float32)."""
+        from scipy.special import expit
+
+        x = np.asarray(x, dtype=np.float32)
+        trees, rows = np.arange(len(self.feature))[:, None], np.arange(len(x))[None, :]
+        node = np.zeros((len(self.feature), len(x)), dtype=np.int64)
+        while True:
+            inner = self.left[trees, node] >= 0
+            if not inner.any():
+                break
+            goes_left = x[rows, self.feature[trees, node]] <= self.threshold[trees, node]
+            step = np.where(goes_left, self.left[trees, node], self.right[trees, node])
+            node = np.where(inner, step, node)
+        raw = self.init + self.learning_rate * self.value[trees, node].sum(axis=0)
+        return np.asarray(expit(raw), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class ShokriAttack:
     """Fitted per-class attack models of Shokri et al. 2017.
@@ -272,9 +337,35 @@ class ShokriAttack:
         fallback_classes: Classes whose shadow rows lacked "in" or "out" examples.
     """
 
-    models: tuple[Any, ...]
+    models: tuple[BoostedTrees, ...]
     num_classes: int
     fallback_classes: tuple[int, ...]
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """The attack as arrays and notes (see :meth:`from_arrays`), for the store."""
+        arrays = {
+            f"{c}.{name}": getattr(model, name)
+            for c, model in enumerate(self.models)
+            for name in _TREE_FIELDS
+        }
+        arrays["init"] = np.array([m.init for m in self.models])
+        arrays["learning_rate"] = np.array([m.learning_rate for m in self.models])
+        arrays["fallback_classes"] = np.array(self.fallback_classes, dtype=np.int64)
+        return arrays, {}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ShokriAttack:
+        num_classes = len(arrays["init"])
+        models = tuple(
+            BoostedTrees(
+                init=float(arrays["init"][c]),
+                learning_rate=float(arrays["learning_rate"][c]),
+                **{name: arrays[f"{c}.{name}"] for name in _TREE_FIELDS},
+            )
+            for c in range(num_classes)
+        )
+        fallback = tuple(int(c) for c in arrays["fallback_classes"])
+        return cls(models=models, num_classes=num_classes, fallback_classes=fallback)
 
     def score(self, features: Any, labels: Any) -> np.ndarray:
         """Member probability of each row.
@@ -291,7 +382,7 @@ class ShokriAttack:
         scores = np.zeros(x.shape[0], dtype=np.float64)
         for c in np.unique(y):
             rows = y == c
-            scores[rows] = self.models[int(c)].predict_proba(x[rows])[:, 1]
+            scores[rows] = self.models[int(c)].predict_proba(x[rows])
         return scores
 
 
@@ -344,18 +435,19 @@ def fit_shokri_attack(
     classes = np.concatenate([y_in, y_out])
     member = np.concatenate([np.ones(len(y_in), np.int64), np.zeros(len(y_out), np.int64)])
 
-    models: list[Any] = []
+    models: list[BoostedTrees] = []
     fallback: list[int] = []
-    global_model: Any = None
+    global_model: BoostedTrees | None = None
     for c in range(num_classes):
         rows = classes == c
         if np.unique(member[rows]).size < 2:
             if global_model is None:
-                global_model = _attack_model(seed).fit(x, member)
+                global_model = BoostedTrees.from_sklearn(_attack_model(seed).fit(x, member))
             models.append(global_model)
             fallback.append(c)
         else:
-            models.append(_attack_model(seed).fit(x[rows], member[rows]))
+            fitted = _attack_model(seed).fit(x[rows], member[rows])
+            models.append(BoostedTrees.from_sklearn(fitted))
     return ShokriAttack(
         models=tuple(models), num_classes=num_classes, fallback_classes=tuple(fallback)
     )

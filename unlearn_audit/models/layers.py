@@ -89,13 +89,29 @@ def in_fast_layout(
     module: nn.Module, device: torch.device, input_shape: tuple[int, ...]
 ) -> Iterator[torch.memory_format]:
     """:func:`fast_layout` for the duration of a block (the module's own layout after it);
-    yields the layout inputs must have."""
+    yields the layout inputs must have. A module already in channels-last on CPU (one being
+    trained, evaluated between its steps) stays as it is."""
+    if device.type == "cpu" and _in_channels_last(module):
+        yield torch.channels_last
+        return
     layout = fast_layout(module, device, input_shape)
     try:
         yield layout
     finally:
         if layout is not torch.contiguous_format:
             module.to(memory_format=torch.contiguous_format)
+
+
+def _in_channels_last(module: nn.Module) -> bool:
+    """Some convolution's weights are in channels-last only (a one-channel kernel is in both
+    layouts, so one such is not enough to tell)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return False
+    return any(
+        m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous()
+        for m in module.modules()
+        if isinstance(m, nn.Conv2d)
+    )
 
 
 def copy_module(model: nn.Module) -> nn.Module:
