@@ -436,15 +436,15 @@ def test_random_request_membership_separates_original_from_reference(
     assert result.to_json()  # finite JSON despite infinite thresholds
     assert exposed.scores["unlearned"] == sorted(exposed.scores["unlearned"], reverse=True)
     # the reference-distribution test: the overfit original's forget margins sit above the
-    # references' (seeds 0-3: mean standardised margin 0.60-1.41, interval lows 0.48-1.21, 7.5-30%
-    # beyond +2; the references scored against each other: -0.28 to 0.27, 0.5-5% beyond +2)
+    # references' (seeds 0-5, one or two threads: mean standardised margin 0.60-1.56, interval lows
+    # 0.48-1.34, 7.5-34% beyond +2; the references against each other: -0.28 to 0.27, 0-5%)
     margins = _evidence(result, "margins", MarginsEvidence).by_role
     original_z = margins["original"].mean
     assert original_z.value is not None and original_z.low is not None and original_z.low > 0.4
-    original_above = margins["original"].above.value or 0.0
-    assert all(
-        original_above > (margins[r].above.value or 1.0) for r in ("reference", "reference_2")
-    )
+    original_above = margins["original"].above.value
+    reference_above = [margins[r].above.value for r in ("reference", "reference_2")]
+    assert original_above is not None and None not in reference_above
+    assert original_above > max(v for v in reference_above if v is not None)
     for role in ("reference", "reference_2"):
         assert margins[role].against == [r for r in ("reference", "reference_2") if r != role]
         assert abs(margins[role].mean.value or 9.0) < 0.5, (role, margins[role].mean)
