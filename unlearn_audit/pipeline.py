@@ -12,6 +12,7 @@ import hashlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -339,6 +340,7 @@ def audit(
     progress: bool = False,
     created: str | None = None,
     command_line: list[str] | None = None,
+    on_check: Callable[[str, CheckResult], None] | None = None,
 ) -> AuditResult:
     """Audit ``unlearned`` against ``original`` for a forget request.
 
@@ -387,6 +389,8 @@ def audit(
         progress: Progress bars for training.
         created: Timestamp written into the result (default now, UTC).
         command_line: The command line that ran the audit, for the record (the CLI passes it).
+        on_check: Called with each check's name and result as soon as it has run (the CLI's
+            report worker draws that check's figures meanwhile).
 
     Returns:
         The :class:`AuditResult`; ``result.outcome`` is ``FAIL`` when a claim failed and
@@ -427,6 +431,8 @@ def audit(
         results[name] = _run_check(ctx, name)
         results[name].seconds = time.perf_counter() - check_start
         timings[f"check:{name}"] = results[name].seconds
+        if on_check is not None:
+            on_check(name, results[name])
 
     start = time.perf_counter()
     null = _null_audit(ctx, names, policy, progress)

@@ -27,13 +27,14 @@ __all__ = [
 SCHEMA_VERSION = 2  # 2: typed evidence per check (was metrics, per_sample, figures)
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
+    """``value`` (JSON-like) with NaN and infinite floats as ``None``, as JSON has them."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite_json(item) for item in value]
     return value
 
 
@@ -177,7 +178,7 @@ class AuditResult:
     def to_json(self) -> str:
         """JSON text; NaN and infinite values (an undefined rate, a threshold above every
         score) become ``null``, as JSON has no such numbers."""
-        return json.dumps(_finite(self.to_dict()), indent=2, sort_keys=True, allow_nan=False)
+        return json.dumps(finite_json(self.to_dict()), indent=2, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditResult:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from unlearn_audit.checks import evidence_type
@@ -134,3 +136,38 @@ def test_comparison_report(result: AuditResult) -> None:
         render_comparison({"a": result, "b": stranger})
     with pytest.raises(ConfigError, match="at least one"):
         render_comparison({})
+
+
+def test_the_grad_cam_grid_places_each_map_in_its_own_tile() -> None:
+    from unlearn_audit.checks.saliency import CamGrid, _grid_figure
+
+    rng = np.random.default_rng(0)
+    inputs = rng.random((2, 1, 8, 8))
+    hot = np.zeros((2, 8, 8))
+    hot[:, 2, 5] = 3.0  # the unlearned model's maps peak at one pixel, positive
+    cold = -np.ones((2, 8, 8))  # the original's are negative everywhere
+    grid = CamGrid(
+        ids=[7, 9],
+        inputs=inputs.tolist(),
+        maps={"original": cold.tolist(), "unlearned": hot.tolist()},
+    )
+    figure = _grid_figure(grid)
+    (axes,) = figure.axes
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["input", "original", "unlearned"]
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["id 7", "id 9"]
+    mosaic = axes.get_images()[0].get_array()
+    gap = 1
+
+    def tile_at(row: int, col: int) -> np.ndarray:
+        top, left = row * (8 + gap), col * (8 + gap)
+        return np.asarray(mosaic[top : top + 8, left : left + 8])
+
+    for row in range(2):
+        tile = functools.partial(tile_at, row)
+        grey = tile(0)[..., :3]
+        assert np.allclose(grey[..., 0], grey[..., 1]), "the input is drawn in grey"
+        assert np.argmax(grey[..., 0]) == np.argmax(inputs[row, 0]), "brightest where it is"
+        assert np.all(tile(1)[..., 2] > tile(1)[..., 0]), "negative maps are blue"
+        peak = tile(2)[2, 5]
+        assert peak[0] > peak[2] + 0.2 and peak[1] < 0.1, "the positive peak is red, at its pixel"
+        assert np.allclose(tile(2)[0, 0, :3], 0.97, atol=0.03), "zero is white"

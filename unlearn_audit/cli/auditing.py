@@ -97,6 +97,7 @@ def _audit(args: argparse.Namespace, worker: Any) -> int:
         **arguments,
         progress=not args.quiet,
         command_line=getattr(args, "command_line", None),
+        on_check=worker.check_done,
     )
     out = result.save(Path(args.out) / "result.json")
     files = _write_report(result, Path(args.out), pdf=not args.no_pdf, worker=worker, path=out)

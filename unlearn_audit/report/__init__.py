@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearn_audit._io import write_atomic
-from unlearn_audit.report.html import render_html
+from unlearn_audit.report.html import FigureRenderer, render_html
 from unlearn_audit.report.pdf import PdfUnavailableError, write_pdf
 from unlearn_audit.results import AuditResult
 
@@ -20,14 +20,20 @@ class ReportFiles:
     pdf_error: str = ""
 
 
-def write_report(result: AuditResult, out_dir: str | Path, *, pdf: bool = True) -> ReportFiles:
+def write_report(
+    result: AuditResult,
+    out_dir: str | Path,
+    *,
+    pdf: bool = True,
+    figures: FigureRenderer | None = None,
+) -> ReportFiles:
     """Write ``report.html`` (and ``report.pdf``) for ``result`` into ``out_dir``.
 
     The HTML is always written; a missing PDF engine is reported in ``pdf_error`` instead of
-    stopping the run.
+    stopping the run. ``figures`` is passed to :func:`render_html`.
     """
     out = Path(out_dir)
-    html = render_html(result)
+    html = render_html(result, figures=figures)
     html_path = write_atomic(
         out / "report.html", lambda tmp: tmp.write_text(html, encoding="utf-8")
     )

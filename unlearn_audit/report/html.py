@@ -7,6 +7,7 @@ the timestamp comes from the result and no absolute path is written.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +72,7 @@ def _section(name: str, check: CheckResult, figures: dict[str, str]) -> dict[str
     title = (evidence.TITLE if evidence is not None else "") or _title(name)
     extra = ""
     if evidence is not None and evidence.TEMPLATE:
-        extra = Markup(_environment().from_string(evidence.TEMPLATE).render(evidence=evidence))
+        extra = Markup(_evidence_template(evidence.TEMPLATE).render(evidence=evidence))
     return {
         "name": name,
         "title": title,
@@ -200,7 +201,15 @@ def _record_rows(result: AuditResult) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _evidence_template(text: str) -> Any:
+    """A check's own template snippet, compiled once per process."""
+    return _environment().from_string(text)
+
+
+@functools.cache
 def _environment() -> Environment:
+    """The template environment, made once per process (it caches the compiled template)."""
     return Environment(
         loader=PackageLoader("unlearn_audit.report", "templates"),
         autoescape=select_autoescape(["html", "j2"]),

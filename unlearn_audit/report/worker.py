@@ -3,12 +3,16 @@
 Writing a report needs matplotlib, Jinja2 and WeasyPrint, and WeasyPrint's fonts: about a
 second of imports and set-up that the audit does not need. The ``audit`` verb starts this
 worker first, so that set-up runs on another core while the audit imports torch and runs its
-checks; when ``result.json`` is written the worker renders the report from it (the report is
-drawn from the JSON result alone) and says what it wrote. Whatever goes wrong with the worker,
-the report is written in the audit's own process instead, with its usual errors.
+checks. As each check ends its result is handed over and the worker draws that check's figures
+while the audit runs the next ones; when ``result.json`` is written the worker renders the
+report from it (the report is drawn from the JSON result alone), reusing a figure only where the
+check's evidence in the file is exactly what it drew from, and says what it wrote. Whatever goes
+wrong with the worker, the report is written in the audit's own process instead, with its usual
+errors.
 
-Protocol: one JSON line in (``{"result": path, "out": dir, "pdf": bool}``), one JSON line
-out (``{"html": path, "pdf": path or null, "pdf_error": text}``); end of input ends it.
+Protocol: JSON lines in, ``{"check": name, "entry": check as in result.json}`` any number of
+times, then ``{"result": path, "out": dir, "pdf": bool}``; one JSON line out (``{"html": path,
+"pdf": path or null, "pdf_error": text}``); end of input ends it.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from unlearn_audit.report import ReportFiles, write_report
+from unlearn_audit.results import finite_json
 
 # set to 0 to write the report in the audit's own process (the test suite does, but for the
 # worker's own tests: each worker would take a core from the other tests)
@@ -47,6 +54,18 @@ class ReportWorker:
                 stdout=subprocess.PIPE,
                 text=True,
             )
+
+    def check_done(self, name: str, check: Any) -> None:
+        """Hand the worker a finished check (a :class:`CheckResult`) so that it draws the
+        check's figures now, while the audit goes on."""
+        if self._process is None or self._process.stdin is None:
+            return
+        line = json.dumps({"check": name, "entry": finite_json(check.to_dict())})
+        try:
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+        except OSError:  # the worker is gone: the report is written here
+            self.close()
 
     def write(self, result: Any, result_path: Path, out_dir: Path, *, pdf: bool) -> ReportFiles:
         """The report of ``result`` (saved at ``result_path``) written into ``out_dir``: by the
@@ -94,8 +113,14 @@ class ReportWorker:
 def _warm_up() -> None:
     from weasyprint import HTML
 
-    import unlearn_audit.checks  # noqa: F401  (the evidence types AuditResult.load reads)
+    from unlearn_audit.checks import CHECKS
     from unlearn_audit.figures import new_figure
+    from unlearn_audit.report.html import _environment, _evidence_template
+
+    _environment().get_template("report.html.j2")  # templates compiled once, kept
+    for _, check in CHECKS.items():
+        if check.evidence.TEMPLATE:
+            _evidence_template(check.evidence.TEMPLATE)
 
     figure = new_figure(1, 1)
     figure.gca().set_title("warm-up")
@@ -103,17 +128,78 @@ def _warm_up() -> None:
     HTML(string=_WARM_UP_HTML).write_pdf()
 
 
+def _evidence_key(entry: dict[str, Any]) -> str:
+    return json.dumps(entry.get("evidence"), sort_keys=True)
+
+
+class _Figures:
+    """The figures drawn ahead, by check: reused for a result whose check has exactly the
+    evidence they were drawn from, drawn afresh otherwise."""
+
+    def __init__(self) -> None:
+        self._drawn: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def draw_check(self, name: str, entry: dict[str, Any]) -> None:
+        from unlearn_audit.checks import evidence_type
+        from unlearn_audit.checks.base import CheckResult
+        from unlearn_audit.report.plots import to_png_data_uri
+
+        check = CheckResult.from_dict(entry, evidence_type(name), f"checks.{name}")
+        figures = {}
+        if check.status == "ok" and check.evidence is not None:
+            figures = {
+                f"{name}.{key}": to_png_data_uri(draw())
+                for key, draw in check.evidence.figures().items()
+            }
+        self._drawn[name] = (_evidence_key(finite_json(check.to_dict())), figures)
+
+    def __call__(self, result: Any) -> dict[str, str]:
+        from unlearn_audit.report.plots import figure_drawers, to_png_data_uri
+
+        figures = {}
+        for key, draw in figure_drawers(result).items():
+            name = key.split(".")[0]
+            drawn = self._drawn.get(name)
+            entry = finite_json(result.checks[name].to_dict())
+            if drawn is not None and drawn[0] == _evidence_key(entry) and key in drawn[1]:
+                figures[key] = drawn[1][key]
+            else:
+                figures[key] = to_png_data_uri(draw())
+        return figures
+
+
+def _lines() -> queue.Queue[str]:
+    """Standard input read on a thread of its own, so that the audit never waits on a pipe
+    while the worker draws."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 def main() -> int:
+    lines = _lines()
     with contextlib.suppress(Exception):  # a failed warm-up only costs time
         _warm_up()
-    line = sys.stdin.readline()
-    if not line:
-        return 0  # the audit ended without a report
+    figures = _Figures()
+    while True:
+        line = lines.get()
+        if not line:
+            return 0  # the audit ended without a report
+        request = json.loads(line)
+        if "check" not in request:
+            break
+        with contextlib.suppress(Exception):  # drawn again with the report if this fails
+            figures.draw_check(request["check"], request["entry"])
     from unlearn_audit.results import AuditResult
 
-    request = json.loads(line)
     result = AuditResult.load(request["result"])
-    files = write_report(result, request["out"], pdf=bool(request["pdf"]))
+    files = write_report(result, request["out"], pdf=bool(request["pdf"]), figures=figures)
     reply = {
         "html": str(files.html),
         "pdf": str(files.pdf) if files.pdf else None,
@@ -124,4 +210,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stdout.flush()
+    # the report is written and answered for: skip the interpreter's teardown of matplotlib,
+    # WeasyPrint and the rest (most of a second the audit would wait for)
+    os._exit(code)
