@@ -15,6 +15,7 @@ from unlearn_audit.functional.mia import (
     TprAtFpr,
     auc,
     auc_along,
+    auc_interval,
     fit_shokri_attack,
     lira_offline_scores,
     logit_confidence,
@@ -62,6 +63,17 @@ def test_auc_along_an_axis_and_its_bootstrap_equal_the_plain_ones() -> None:
         auc_along, members[0], nonmembers[0], n_resamples=150, seed=4, vectorized=True
     )
     assert fast == pytest.approx(plain, abs=1e-12) and fast[0] < fast[1]
+    # coded scores and histograms, more resamples than one block of histograms
+    coded = auc_interval(members[0], nonmembers[0], n_resamples=150, seed=4)
+    assert coded == pytest.approx(plain, abs=1e-12)
+    for seed in range(3):  # also continuous scores (no ties) and other seeds
+        x, y = rng.normal(0.3, 1, 90), rng.normal(0, 1, 70)
+        expected = bootstrap_interval(auc, x, y, n_resamples=200, seed=seed)
+        assert auc_interval(x, y, n_resamples=200, seed=seed) == pytest.approx(expected, abs=1e-12)
+    # a statement about the sample that could fail: identical groups straddle chance
+    same = rng.normal(0, 1, 300)
+    low, high = auc_interval(same, same.copy(), n_resamples=300, seed=0)
+    assert low < 0.5 < high
 
 
 def test_auc_matches_sklearn() -> None:

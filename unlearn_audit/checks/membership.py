@@ -386,13 +386,10 @@ def _roc_points(members: np.ndarray, nonmembers: np.ndarray) -> Roc:
 
 
 def _attack_result(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> AttackResult:
-    from unlearn_audit.functional.mia import auc, auc_along, tpr_at_fpr
-    from unlearn_audit.functional.stats import bootstrap_interval
+    from unlearn_audit.functional.mia import auc, auc_interval, tpr_at_fpr
 
     value = auc(members, nonmembers)
-    low, high = bootstrap_interval(
-        auc_along, members, nonmembers, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed, vectorized=True
-    )
+    low, high = auc_interval(members, nonmembers, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
     tpr_at = {}
     for fpr in FPRS:
         found = tpr_at_fpr(members, nonmembers, fpr)
