@@ -60,7 +60,10 @@ class ReportWorker:
         check's figures now, while the audit goes on."""
         if self._process is None or self._process.stdin is None:
             return
-        line = json.dumps({"check": name, "entry": finite_json(check.to_dict())})
+        try:  # (what result.json cannot hold fails there, with its own error)
+            line = json.dumps({"check": name, "entry": finite_json(check.to_dict())})
+        except (TypeError, ValueError):
+            return
         try:
             self._process.stdin.write(line + "\n")
             self._process.stdin.flush()
@@ -157,11 +160,15 @@ class _Figures:
         from unlearn_audit.report.plots import figure_drawers, to_png_data_uri
 
         figures = {}
+        same = {
+            name: _evidence_key(finite_json(check.to_dict())) == self._drawn[name][0]
+            for name, check in result.checks.items()
+            if name in self._drawn
+        }
         for key, draw in figure_drawers(result).items():
             name = key.split(".")[0]
             drawn = self._drawn.get(name)
-            entry = finite_json(result.checks[name].to_dict())
-            if drawn is not None and drawn[0] == _evidence_key(entry) and key in drawn[1]:
+            if drawn is not None and same[name] and key in drawn[1]:
                 figures[key] = drawn[1][key]
             else:
                 figures[key] = to_png_data_uri(draw())
