@@ -43,17 +43,12 @@ def _quick(method: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def prepared(
-    request: pytest.FixtureRequest,
-    original: LoadedModel,
-    logged_original: LoadedModel,
-    sisa_original: LoadedModel,
-    erm_original: LoadedModel,
-) -> Callable[[str], LoadedModel]:
+def prepared(request: pytest.FixtureRequest) -> Callable[[str], LoadedModel]:
     """The original each method works on: with an update log, a SISA bundle or an ERM mask
-    layer if it needs one."""
-    special = {"amnesiac": logged_original, "sisa": sisa_original, "erm-ktp": erm_original}
-    return lambda method: special.get(method, original)
+    layer if it needs one. Asked for when a test needs it, so that a worker running a plain
+    method does not train (or wait for another worker training) the special originals."""
+    special = {"amnesiac": "logged_original", "sisa": "sisa_original", "erm-ktp": "erm_original"}
+    return lambda method: request.getfixturevalue(special.get(method, "original"))
 
 
 def _run(method: str, original: LoadedModel, dataset: Dataset, splits: Splits) -> UnlearnResult:
