@@ -384,6 +384,28 @@ def test_output_level_fakes_fail_knowledge_removed(
     )
 
 
+def _audit_overfit(
+    digits: Dataset, store: Store, members: int, epochs: int, checks: list[str]
+) -> tuple[AuditResult, Splits]:
+    """An overfit original (``members`` random members, no weight decay, batch 32) audited
+    against itself on a random 50% request: nothing unlearned."""
+    ids = np.sort(np.random.default_rng(0).choice(digits.train_ids, members, replace=False))
+    overfit = train_classifier(
+        digits,
+        arch="small-cnn",
+        member_ids=ids,
+        store=store,
+        recipe=Recipe(lr=0.05, epochs=epochs, batch_size=32, weight_decay=0.0),
+        progress=False,
+    )
+    splits = make_splits(digits, ForgetRequest.random(0.5, seed=0), member_ids=ids)
+    result = audit(
+        original=overfit, unlearned=overfit, dataset=digits, request=splits, checks=checks,
+        store=store,
+    )  # fmt: skip
+    return result, splits
+
+
 def test_margins_place_an_overfit_original_far_above_its_references(
     digits: Dataset, store: Store
 ) -> None:
@@ -391,24 +413,7 @@ def test_margins_place_an_overfit_original_far_above_its_references(
     no weight decay): its forget samples' margins sit far above the references' (seeds 0-5,
     one thread: mean standardised margin 3.8-6.4, interval lows 3.2-5.5, 78-94% beyond +2),
     the references' own within 0.15 of 0 (none beyond +2)."""
-    members = np.sort(np.random.default_rng(0).choice(digits.train_ids, 100, replace=False))
-    overfit = train_classifier(
-        digits,
-        arch="small-cnn",
-        member_ids=members,
-        store=store,
-        recipe=Recipe(lr=0.05, epochs=100, batch_size=32, weight_decay=0.0),
-        progress=False,
-    )
-    splits = make_splits(digits, ForgetRequest.random(0.5, seed=0), member_ids=members)
-    result = audit(
-        original=overfit,
-        unlearned=overfit,
-        dataset=digits,
-        request=splits,
-        checks=["margins"],
-        store=store,
-    )
+    result, _ = _audit_overfit(digits, store, 100, 100, ["margins"])
     margins = _evidence(result, "margins", MarginsEvidence).by_role
     original = margins["original"]
     assert original.mean.low is not None and original.mean.low > 2, original.mean
@@ -424,24 +429,7 @@ def test_random_request_membership_separates_original_from_reference(
     digits: Dataset, store: Store
 ) -> None:
     # an overfit original: 400 random members, no weight decay, 60 epochs (test accuracy ~97%)
-    members = np.sort(np.random.default_rng(0).choice(digits.train_ids, 400, replace=False))
-    overfit = train_classifier(
-        digits,
-        arch="small-cnn",
-        member_ids=members,
-        store=store,
-        recipe=Recipe(lr=0.05, epochs=60, batch_size=32, weight_decay=0.0),
-        progress=False,
-    )
-    splits = make_splits(digits, ForgetRequest.random(0.5, seed=0), member_ids=members)
-    result = audit(
-        original=overfit,
-        unlearned=overfit,
-        dataset=digits,
-        request=splits,
-        checks=["accuracy", "membership", "margins"],
-        store=store,
-    )
+    result, splits = _audit_overfit(digits, store, 400, 60, ["accuracy", "membership", "margins"])
     membership = _evidence(result, "membership", MembershipEvidence)
     lira = membership.attacks["lira"]
     original_auc = lira["original"].auc

@@ -7,18 +7,26 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unlearn_audit.results import AuditResult
+
+if TYPE_CHECKING:
+    from unlearn_audit.checks.base import CheckResult
+
+
+def check_figure_drawers(name: str, check: CheckResult) -> dict[str, Callable[[], Any]]:
+    """The figures one check has data for, undrawn: ``"<check>.<key>"`` -> draw function."""
+    if check.status != "ok" or check.evidence is None:
+        return {}
+    return {f"{name}.{key}": draw for key, draw in check.evidence.figures().items()}
 
 
 def figure_drawers(result: AuditResult) -> dict[str, Callable[[], Any]]:
     """Every figure the result has data for, undrawn: ``"<check>.<key>"`` -> draw function."""
     drawers = {}
     for name, check in result.checks.items():
-        if check.status == "ok" and check.evidence is not None:
-            for key, draw in check.evidence.figures().items():
-                drawers[f"{name}.{key}"] = draw
+        drawers.update(check_figure_drawers(name, check))
     return drawers
 
 

@@ -145,15 +145,11 @@ class _Figures:
     def draw_check(self, name: str, entry: dict[str, Any]) -> None:
         from unlearn_audit.checks import evidence_type
         from unlearn_audit.checks.base import CheckResult
-        from unlearn_audit.report.plots import to_png_data_uri
+        from unlearn_audit.report.plots import check_figure_drawers, to_png_data_uri
 
         check = CheckResult.from_dict(entry, evidence_type(name), f"checks.{name}")
-        figures = {}
-        if check.status == "ok" and check.evidence is not None:
-            figures = {
-                f"{name}.{key}": to_png_data_uri(draw())
-                for key, draw in check.evidence.figures().items()
-            }
+        drawers = check_figure_drawers(name, check)
+        figures = {key: to_png_data_uri(draw()) for key, draw in drawers.items()}
         self._drawn[name] = (_evidence_key(finite_json(check.to_dict())), figures)
 
     def __call__(self, result: Any) -> dict[str, str]:
