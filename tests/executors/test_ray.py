@@ -112,6 +112,14 @@ def _trained(result: AuditResult) -> dict[str, str]:
 
 
 @ray_tests
+def test_the_ray_tests_run_on_one_xdist_worker(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup`` the group's tests carry its name: one worker, one cluster
+    (pytest 9.2 broke this with pytest-xdist 3.8: two clusters of 2 CPUs on 2 cores)."""
+    if getattr(request.config.option, "loadgroup", False):  # set on xdist workers only
+        assert request.node.nodeid.endswith("@ray"), request.node.nodeid
+
+
+@ray_tests
 @pytest.mark.slow
 def test_ray_trains_the_same_models_as_the_local_executor(
     cluster: str, original_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
