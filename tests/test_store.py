@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,9 @@ def tiny(num_classes, input_shape):
 def test_editing_an_architecture_invalidates_its_entries(
     digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # with bytecode written (`make test` writes it): the edit below keeps the file's size and
+    # its time, so a cached .pyc would still pass for the new source
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
     code = tmp_path / "code"
     code.mkdir()
     source = code / "my_arch.py"
@@ -127,7 +132,9 @@ def test_editing_an_architecture_invalidates_its_entries(
     # an import-path entry is reloaded for the caller that names the same arch, without trust
     again = train_classifier(digits, arch=arch, recipe=TINY, store=store, progress=False)
     assert again.kind == "own" and again.fingerprint == first.fingerprint
+    before = source.stat()
     source.write_text(NET_SOURCE.format(hidden=24))
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))  # in the same second
     edited = train_classifier(digits, arch=arch, recipe=TINY, store=store, progress=False)
     assert edited.kind == "memory", "new code, so a new training run"
     assert edited.module.net[1].out_features == 24

@@ -99,6 +99,10 @@ def test_foreign_arch_errors(foreign_module: Path, tmp_path: Path) -> None:
         build_model("my_nets:not_callable", 10, (1, 8, 8))
     with pytest.raises(ConfigError, match="does not exist"):
         build_model(f"{tmp_path}/nope.py:tiny", 10, (1, 8, 8))
+    broken = tmp_path / "broken.py"
+    broken.write_text("def tiny(num_classes):\n    return (\n")
+    with pytest.raises(ConfigError, match=r"is not valid Python \(line 2: .*\); fix the file"):
+        build_model(f"{broken}:tiny", 10, (1, 8, 8))
 
 
 def test_find_layers_in_torchscript() -> None:

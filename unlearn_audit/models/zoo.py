@@ -170,6 +170,10 @@ def resnet20(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return ResNet20(num_classes, input_shape)
 
 
+# the bytes each architecture file given as ``path.py:name`` was built from, by module name
+_FILE_SOURCES: dict[str, bytes] = {}
+
+
 def _import_factory(spec: str) -> Factory:
     target, _, attr = spec.rpartition(":")
     try:
@@ -182,13 +186,23 @@ def _import_factory(spec: str) -> Factory:
             assert module_spec is not None and module_spec.loader is not None
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module
-            module_spec.loader.exec_module(module)
+            # compiled from the file as it is now, never from a cached .pyc, and fingerprinted by
+            # the same bytes (not linecache's copy): an edit in the same second that keeps the
+            # size would otherwise run, or key, the old code
+            source = path.read_bytes()
+            _FILE_SOURCES[name] = source
+            exec(compile(source, str(path), "exec"), module.__dict__)
         else:
             module = importlib.import_module(target)
     except ImportError as exc:
         raise ConfigError(
             f"`arch` {spec!r}: cannot import {target!r} ({exc}); install the package or make "
             "it importable (PYTHONPATH)."
+        ) from None
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"`arch` {spec!r}: {target!r} is not valid Python (line {exc.lineno}: {exc.msg}); "
+            "fix the file."
         ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -227,7 +241,10 @@ def arch_fingerprint(arch: str) -> str:
     factory = _import_factory(arch) if ":" in arch else ARCHS.get(arch)
     module = inspect.getmodule(factory)
     try:
-        source = inspect.getsource(module) if module is not None else ""
+        if module is not None and module.__name__ in _FILE_SOURCES:
+            source = _FILE_SOURCES[module.__name__].decode(errors="replace")
+        else:
+            source = inspect.getsource(module) if module is not None else ""
     except (OSError, TypeError):  # no source on disk (compiled or interactive)
         source = ""
     name = f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', arch)}"
