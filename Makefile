@@ -10,15 +10,21 @@ BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile -c constraints.txt
 COMPILE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 
+# Where PYTHONDONTWRITEBYTECODE is set (as on the machines this is tested on), Python caches no
+# bytecode: each process compiles the package again and pytest rewrites every test module again
+# in each xdist worker. Unset, the first process writes the caches and the others read them:
+# collecting the tests took 3.9-5.3 s instead of 6.6-8.1 s per worker.
+RUN := env -u PYTHONDONTWRITEBYTECODE
+
 .PHONY: demo test
 
 demo: $(VENV)/.installed
-	$(BIN)/unlearn-audit demo
+	$(RUN) $(BIN)/unlearn-audit demo
 
 # -n auto: one pytest-xdist worker per core (at most 4), one torch thread each (tests/conftest.py);
 # loadgroup: the tests of one xdist_group (the Ray tests share one cluster) run on one worker
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(RUN) $(BIN)/python -m pytest -n auto --dist loadgroup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
