@@ -175,7 +175,7 @@ def test_computed_results_are_stored_checked_and_rebuilt(tmp_path: Path) -> None
     assert again == first and len(calls) == 3
 
 
-def test_a_reference_relearn_curve_is_probed_once(
+def test_a_relearn_curve_is_probed_once(
     digits: Dataset, quick_model: LoadedModel, tmp_path: Path
 ) -> None:
     from unlearn_audit.data.splits import ForgetRequest, make_splits
@@ -207,6 +207,15 @@ def test_a_reference_relearn_curve_is_probed_once(
         _relearn(second).times["relearn"]["reference"]
         == _relearn(first).times["relearn"]["reference"]
     )
+    # an unlearned model audited again (another policy, say) is not fine-tuned again either
+    other = train_classifier(
+        digits, member_ids=splits.retain, recipe=QUICK, seed=5, progress=False, role="unlearned"
+    )
+    once = audit(unlearned=other, **options)
+    assert store.computed_hits == 4 + 2, "the reference's two curves"
+    twice = audit(unlearned=other, **options)
+    assert store.computed_hits == 6 + 4, "and now the unlearned model's two as well"
+    assert _relearn(twice).curves == _relearn(once).curves
 
 
 def _relearn(result: AuditResult) -> RelearnEvidence:

@@ -1,5 +1,5 @@
-"""A content-addressed on-disk store for trained models and for results of models that do not
-change between audits (their outputs, a reference's relearn curve).
+"""A content-addressed on-disk store for trained models, for results of models that do not
+change between audits (their outputs), and for every audited model's relearn curves.
 
 Entries are keyed by a fingerprint of everything that determines the trained weights: the
 dataset fingerprint, architecture and its arguments, normalisation, recipe, member ids and seed
