@@ -16,6 +16,7 @@ import torch
 
 from methods import unlearn
 from methods.amnesiac import find_update_log
+from tests.conftest import QUICK
 from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.data.splits import ForgetRequest, Splits, make_splits
 from unlearn_audit.errors import ConfigError
@@ -189,7 +190,7 @@ def test_amnesiac_needs_the_forgotten_ids_among_the_candidates(
 ) -> None:
     candidates = sample_splits.forget[:10]
     recorder = UpdateRecorder(candidates)
-    model = train_classifier(digits, update_log=recorder, progress=False)
+    model = train_classifier(digits, recipe=QUICK, update_log=recorder, progress=False)
     assert recorder.log is not None
     save_update_log(recorder.log, update_log_path(tmp_path / "m.safetensors"))
     path = save_checkpoint(model, tmp_path / "m.safetensors")
