@@ -153,21 +153,15 @@ class _Figures:
         self._drawn[name] = (_evidence_key(finite_json(check.to_dict())), figures)
 
     def __call__(self, result: Any) -> dict[str, str]:
-        from unlearn_audit.report.plots import figure_drawers, to_png_data_uri
+        from unlearn_audit.report.plots import check_figure_drawers, to_png_data_uri
 
         figures = {}
-        same = {
-            name: _evidence_key(finite_json(check.to_dict())) == self._drawn[name][0]
-            for name, check in result.checks.items()
-            if name in self._drawn
-        }
-        for key, draw in figure_drawers(result).items():
-            name = key.split(".")[0]
-            drawn = self._drawn.get(name)
-            if drawn is not None and same[name] and key in drawn[1]:
-                figures[key] = drawn[1][key]
-            else:
-                figures[key] = to_png_data_uri(draw())
+        for name, check in result.checks.items():
+            key, drawn = self._drawn.get(name, (None, {}))
+            if key != _evidence_key(finite_json(check.to_dict())):
+                drawn = {}  # drawn from other evidence: drawn again
+            for figure, draw in check_figure_drawers(name, check).items():
+                figures[figure] = drawn[figure] if figure in drawn else to_png_data_uri(draw())
         return figures
 
 
