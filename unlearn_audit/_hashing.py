@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,49 @@ def package_code() -> str:
     for file in files:
         digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
     return _finish(digest)
+
+
+# A module the package compiles from a file (an architecture given as ``path.py:name``) keeps the
+# bytes it was compiled from under this name in its namespace: its code is fingerprinted by what
+# ran, not by linecache's copy or by the file as it is later.
+SOURCE_BYTES = "__unlearn_audit_source__"
+
+
+def _namespace(obj: Any) -> dict[str, Any]:
+    """The globals ``obj`` (a class or function) was defined in: through its functions, since a
+    file compiled again under the same module name replaces ``sys.modules``' entry."""
+    functions = [obj] if not isinstance(obj, type) else list(vars(obj).values())
+    for function in functions:
+        function = getattr(function, "__func__", function)
+        namespace = getattr(function, "__globals__", None)
+        if isinstance(namespace, dict):
+            return namespace
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    return vars(module) if module is not None else {}
+
+
+def source_text(obj: Any, *, whole_module: bool = False) -> str:
+    """The source of a class, function or module (``whole_module``: of the module that defines
+    it): for a file the package compiled, the bytes it was compiled from (the whole file); ``""``
+    when there is none (defined interactively, or shipped without source)."""
+    namespace = vars(obj) if inspect.ismodule(obj) else _namespace(obj)
+    compiled = namespace.get(SOURCE_BYTES)
+    if isinstance(compiled, bytes):
+        return compiled.decode(errors="replace")
+    target = inspect.getmodule(obj) if whole_module else obj
+    try:
+        return inspect.getsource(target) if target is not None else ""
+    except (OSError, TypeError):
+        return ""
+
+
+def source_name(obj: Any) -> str:
+    """``module.qualname`` of a class or function; only the qualname for one defined in a file
+    the package compiled, whose module name stands for the file's path, not its code."""
+    qualname = getattr(obj, "__qualname__", repr(obj))
+    if SOURCE_BYTES in _namespace(obj):
+        return str(qualname)
+    return f"{getattr(obj, '__module__', '')}.{qualname}"
 
 
 def fingerprint_arrays(arrays: Iterable[np.ndarray], *, salt: str = "") -> str:

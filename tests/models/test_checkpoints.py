@@ -19,7 +19,7 @@ from unlearn_audit.models.checkpoints import (
     save_checkpoint,
     wrap_model,
 )
-from unlearn_audit.models.zoo import build_model
+from unlearn_audit.models.zoo import SmallCNN, build_model
 
 
 def _same_outputs(a: LoadedModel, b: LoadedModel, digits: Dataset) -> bool:
@@ -53,6 +53,40 @@ def test_fingerprint_changes_with_any_weight(quick_model: LoadedModel) -> None:
     assert changed.fingerprint != quick_model.fingerprint
     renormed = wrap_model(net, quick_model.info, None)
     assert renormed.fingerprint != changed.fingerprint
+
+
+class _MaskedSmallCNN(SmallCNN):
+    """An output-level fake over the original's own weights and parameter names."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x).clone()
+        logits[:, 3] = -1e4
+        return logits
+
+
+def test_a_fake_over_the_same_weights_has_its_own_fingerprint(quick_model: LoadedModel) -> None:
+    """The fingerprint keys stored outputs: one that hashed weights alone would serve a fake the
+    original's outputs (or store the fake's under the original's key)."""
+    weights = quick_model.module.net.state_dict()
+
+    def fingerprint(net: nn.Module) -> str:
+        net.load_state_dict(weights)
+        return wrap_model(net, quick_model.info, quick_model.normalization).fingerprint
+
+    subclass = _MaskedSmallCNN(10, (1, 8, 8))
+    assert subclass.state_dict().keys() == weights.keys()
+    assert fingerprint(subclass) != quick_model.fingerprint
+    hooked = build_model("small-cnn", 10, (1, 8, 8))
+    hooked.register_forward_hook(lambda _m, _a, out: out - 100 * (out.argmax(1) == 3)[:, None])
+    assert fingerprint(hooked) != quick_model.fingerprint
+    unmasked = build_model("small-cnn", 10, (1, 8, 8))
+    assert fingerprint(unmasked) == quick_model.fingerprint
+    silent = build_model("small-cnn", 10, (1, 8, 8))
+    silent.register_buffer("mask", torch.zeros(10), persistent=False)  # not in the state dict
+    assert fingerprint(silent) != quick_model.fingerprint
+    setting = build_model("small-cnn", 10, (1, 8, 8))
+    setting.head[0].start_dim = 0  # a plain setting the forward reads
+    assert fingerprint(setting) != quick_model.fingerprint
 
 
 def test_state_dict_with_zoo_name(

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -8,8 +11,14 @@ import torch
 from torch import nn
 
 from unlearn_audit.errors import ConfigError, RegistryError
-from unlearn_audit.models.layers import Classifier, LayerRecorder, find_layers, penultimate_features
-from unlearn_audit.models.zoo import ARCHS, build_model
+from unlearn_audit.models.layers import (
+    Classifier,
+    LayerRecorder,
+    find_layers,
+    model_fingerprint,
+    penultimate_features,
+)
+from unlearn_audit.models.zoo import ARCHS, arch_fingerprint, build_model
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 
@@ -156,3 +165,28 @@ def test_layer_names_relative_to_the_wrapped_network() -> None:
     assert find_layers(wrapped).conv == "net.features.10"
     with pytest.raises(ConfigError, match="must name a submodule"):
         find_layers(wrapped, conv_layer="nonexistent")
+
+
+def test_an_architecture_file_is_fingerprinted_alike_in_every_process(tmp_path: Path) -> None:
+    """Its module name once came from ``hash()`` of the path, which changes with every process:
+    a later audit retrained every stored model of a file architecture, and Ray workers refused
+    the driver's jobs as code that differs."""
+    arch = f"{Path(__file__).resolve().parents[1] / 'foreign_arch.py'}:tiny"
+    code = (
+        "import sys; from unlearn_audit.models.zoo import arch_fingerprint, build_model; "
+        "from unlearn_audit.models.layers import model_fingerprint; import torch; "
+        f"torch.manual_seed(0); net = build_model({arch!r}, 10, (1, 8, 8)); "
+        f"print(arch_fingerprint({arch!r}), model_fingerprint(net))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1, runs
+    torch.manual_seed(0)
+    here = f"{arch_fingerprint(arch)} {model_fingerprint(build_model(arch, 10, (1, 8, 8)))}\n"
+    assert runs == {here}
+    moved = shutil.copy(arch.rpartition(":")[0], tmp_path / "net.py")
+    assert arch_fingerprint(f"{moved}:tiny") == arch_fingerprint(arch), "the code, not the path"

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from unlearn_audit._hashing import fingerprint_state
+from unlearn_audit._hashing import fingerprint_json, fingerprint_state, source_name, source_text
 from unlearn_audit.data.datasets import Normalization
 from unlearn_audit.errors import ConfigError
 
@@ -140,12 +140,70 @@ def copy_module(model: nn.Module) -> nn.Module:
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """Hash of every parameter and buffer (names, dtypes, shapes, values).
+    """Hash of what the model computes: its weights and the code that runs them.
 
-    Two models with the same fingerprint compute the same function; it keys caches and is
-    printed in reports.
+    The weights: names, dtypes, shapes and values of every parameter and buffer (non-persistent
+    buffers included). The code: for every submodule, its class with the source of each class it
+    inherits from outside torch, its plain settings (numbers, strings, flags), its TorchScript
+    code and its forward hooks. Two models with the same fingerprint compute the same function;
+    it keys caches (stored outputs among them) and is printed in reports. Weights alone would not
+    do: a subclass that masks the forgotten classes' logits over the original's own weights would
+    share the original's fingerprint, and with it the original's stored outputs.
     """
-    return fingerprint_state(model.state_dict())
+    state = dict(model.state_dict())
+    code: list[Any] = []
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        for buffer in getattr(module, "_non_persistent_buffers_set", ()):
+            value = module._buffers.get(buffer)
+            if value is not None:
+                state[prefix + buffer] = value
+        code.append([name, _module_code(module)])
+    return fingerprint_state(state, salt=fingerprint_json(code))
+
+
+def _module_code(module: nn.Module) -> dict[str, Any]:
+    if isinstance(module, torch.jit.ScriptModule):
+        try:
+            script = str(module.code)
+        except (RuntimeError, AttributeError):  # a submodule without compiled methods
+            script = ""
+        return {"class": layer_kind(module), "script": script}
+    hooks = [*module._forward_pre_hooks.values(), *module._forward_hooks.values()]
+    return {
+        "class": _class_code(type(module)),
+        "settings": {k: v for k, v in sorted(vars(module).items()) if _is_setting(k, v)},
+        "hooks": [[source_name(hook), source_text(hook)] for hook in hooks],
+    }
+
+
+def _is_setting(name: str, value: Any) -> bool:
+    """A public attribute of plain data (what ``__init__`` stores: sizes, flags, class lists)."""
+    if name.startswith("_") or name == "training":
+        return False
+    if isinstance(value, (tuple, list)):
+        return all(_is_setting("item", item) for item in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+_CLASS_CODE: dict[type, list[str]] = {}
+
+
+def _class_code(cls: type) -> list[str]:
+    """Each class in ``cls``'s MRO: torch's and Python's own by name (the installed version is
+    their code), every other by name and source (kept per class: a class's code does not
+    change, an edited file compiles to new classes)."""
+    if cls in _CLASS_CODE:
+        return _CLASS_CODE[cls]
+    parts = []
+    for klass in cls.__mro__:
+        name = source_name(klass)
+        if klass.__module__.partition(".")[0] in ("torch", "builtins"):
+            parts.append(name)
+        else:
+            parts.append(f"{name}:{fingerprint_json(source_text(klass))}")
+    _CLASS_CODE[cls] = parts
+    return parts
 
 
 def layer_kind(module: nn.Module) -> str:

@@ -6,6 +6,7 @@ Foreign architectures are given as ``package.module:factory`` or ``path/to/file.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearn_audit._hashing import fingerprint_json
+from unlearn_audit._hashing import SOURCE_BYTES, fingerprint_json, source_name, source_text
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.registry import Registry
 
@@ -170,10 +171,6 @@ def resnet20(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     return ResNet20(num_classes, input_shape)
 
 
-# the bytes each architecture file given as ``path.py:name`` was built from, by module name
-_FILE_SOURCES: dict[str, bytes] = {}
-
-
 def _import_factory(spec: str) -> Factory:
     target, _, attr = spec.rpartition(":")
     try:
@@ -181,7 +178,9 @@ def _import_factory(spec: str) -> Factory:
             path = Path(target).expanduser()
             if not path.is_file():
                 raise ConfigError(f"`arch` file {target!r} does not exist.")
-            name = f"_unlearn_audit_arch_{abs(hash(str(path.resolve())))}"
+            # a name fixed by the path (``hash()`` of a string changes with every process)
+            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+            name = f"_unlearn_audit_arch_{digest}"
             module_spec = importlib.util.spec_from_file_location(name, path)
             assert module_spec is not None and module_spec.loader is not None
             module = importlib.util.module_from_spec(module_spec)
@@ -190,7 +189,7 @@ def _import_factory(spec: str) -> Factory:
             # the same bytes (not linecache's copy): an edit in the same second that keeps the
             # size would otherwise run, or key, the old code
             source = path.read_bytes()
-            _FILE_SOURCES[name] = source
+            module.__dict__[SOURCE_BYTES] = source
             exec(compile(source, str(path), "exec"), module.__dict__)
         else:
             module = importlib.import_module(target)
@@ -239,15 +238,8 @@ def arch_fingerprint(arch: str) -> str:
     never silently reuses models trained with the old code.
     """
     factory = _import_factory(arch) if ":" in arch else ARCHS.get(arch)
-    module = inspect.getmodule(factory)
-    try:
-        if module is not None and module.__name__ in _FILE_SOURCES:
-            source = _FILE_SOURCES[module.__name__].decode(errors="replace")
-        else:
-            source = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):  # no source on disk (compiled or interactive)
-        source = ""
-    name = f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', arch)}"
+    source = source_text(factory, whole_module=True)
+    name = source_name(factory)  # the same file at another path (another machine) is the same
     return fingerprint_json({"factory": name, "source": source})
 
 
