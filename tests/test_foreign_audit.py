@@ -240,6 +240,12 @@ def test_a_wrapped_unlearned_model_loads_with_its_own_arch(
     code, _, err = _run(argv, capsys)
     assert code in (0, 3), err
     result = _result(out)
+    assert result["models"]["unlearned"]["original_tensors_kept"] == [6, 6]
+    assert (
+        AuditResult.load(out / "result.json")
+        .headline()[0]
+        .startswith("The unlearned model holds all 6")
+    )
     assert result["models"]["unlearned"]["arch"] == MASKED_ARCH
     assert result["models"]["original"]["arch"] == ARCH
     assert result["checks"]["representation"]["status"] == "ok"
@@ -287,7 +293,11 @@ def test_a_torchscript_logit_mask_is_inconclusive_not_a_pass(
     common = _quick(files)
     code, stdout, _ = _run(_audit(files, tmp_path / "a", *common, unlearned="masked_ts"), capsys)
     assert code == 4
-    first = stdout.splitlines()[0]
+    # said first: the mask is compiled code around the original's own weights (by value: the
+    # TorchScript names carry no prefix the original's lack, the wrapper's state dict does)
+    kept, inconclusive = stdout.splitlines()[:2]
+    assert kept.startswith("The unlearned model holds all 6 of the original's weight tensors")
+    first = inconclusive
     assert first.startswith("INCONCLUSIVE: knowledge_removed could not be judged")
     assert "state_dict" in first and "--unlearned-arch" in first
     result = _result(tmp_path / "a")
@@ -344,7 +354,8 @@ def test_exit_zero_when_every_claim_passes(
     common += ["--checks", "accuracy", "--policy", str(policy)]
     code, stdout, _ = _run(_audit(files, tmp_path / "a", *common), capsys)
     assert code == 0, stdout
-    assert stdout.startswith("outcome: PASS")
+    assert stdout.startswith("outcome: PASS")  # no headline
+    assert _result(tmp_path / "a")["models"]["unlearned"]["original_tensors_kept"] == [0, 6]
     code, _, _ = _run(_audit(files, tmp_path / "b", *common, "--fail-on", "warn"), capsys)
     assert code == 0
 

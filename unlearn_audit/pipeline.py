@@ -35,6 +35,7 @@ from unlearn_audit.errors import ConfigError, UnlearnAuditError
 from unlearn_audit.evidence import Read, reference_role
 from unlearn_audit.executors import Executor, TrainingJob, make_executor
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, load_checkpoint
+from unlearn_audit.models.layers import tensors_kept
 from unlearn_audit.outputs import OutputCollector, View
 from unlearn_audit.plan import AuditPlan, PlannedPass, PlannedTraining
 from unlearn_audit.policy import Policy, judge
@@ -947,6 +948,9 @@ def _describe_models(ctx: AuditContext) -> dict[str, Any]:
                 else "given"
             )
         models[role] = entry
+    if ctx.unlearned.fingerprint != ctx.original.fingerprint:
+        kept = tensors_kept(ctx.original.module, ctx.unlearned.module)
+        models["unlearned"]["original_tensors_kept"] = list(kept)
     if ctx.shadows is not None:
         for k, (model, in_ids) in enumerate(
             zip(ctx.shadows.models, ctx.shadows.in_ids, strict=True)

@@ -144,13 +144,22 @@ class AuditResult:
         ]
 
     def headline(self) -> list[str]:
-        """What a reader must see before any table: identical models, an inconclusive audit."""
+        """What a reader must see before any table: identical models, the original's weights kept
+        whole inside the unlearned one, an inconclusive audit, uncalibrated claims."""
         lines = []
         if self.identical:
             lines.append(
-                "The unlearned model is identical to the original: its weights have the same "
-                f"fingerprint ({self.models['unlearned']['fingerprint']}), so nothing was "
+                "The unlearned model is identical to the original: its weights and code have the "
+                f"same fingerprint ({self.models['unlearned']['fingerprint']}), so nothing was "
                 "unlearned."
+            )
+        kept = self.models.get("unlearned", {}).get("original_tensors_kept")
+        if not self.identical and kept and kept[1] and kept[0] == kept[1]:
+            lines.append(
+                f"The unlearned model holds all {kept[1]} of the original's weight tensors "
+                "unchanged: it differs from the original only by what was added around them "
+                "(a wrapper, a mask, a hook), so whatever it forgot, it forgot at its outputs, "
+                "and the original's weights, with all they learned, are still in it."
             )
         for verdict in self.inconclusive:
             line = f"INCONCLUSIVE: {verdict.claim} could not be judged: {verdict.evidence}."

@@ -150,16 +150,34 @@ def model_fingerprint(model: nn.Module) -> str:
     do: a subclass that masks the forgotten classes' logits over the original's own weights would
     share the original's fingerprint, and with it the original's stored outputs.
     """
+    code = [[name, _module_code(module)] for name, module in model.named_modules()]
+    return fingerprint_state(_tensors(model), salt=fingerprint_json(code))
+
+
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer by name: the state dict and the non-persistent buffers."""
     state = dict(model.state_dict())
-    code: list[Any] = []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         for buffer in getattr(module, "_non_persistent_buffers_set", ()):
             value = module._buffers.get(buffer)
             if value is not None:
                 state[prefix + buffer] = value
-        code.append([name, _module_code(module)])
-    return fingerprint_state(state, salt=fingerprint_json(code))
+    return state
+
+
+def tensors_kept(original: nn.Module, other: nn.Module) -> tuple[int, int]:
+    """How many of ``original``'s parameter and buffer tensors ``other`` holds unchanged, by
+    value (whatever their names: under a wrapper's prefix, in a subclass or in TorchScript), and
+    of how many. All of them kept, in a model that differs, means the difference is what was
+    added around the original's weights (a wrapper, a mask, a hook), not unlearning in them."""
+    from collections import Counter
+
+    def digests(model: nn.Module) -> Counter[str]:
+        return Counter(fingerprint_state({"": t}) for t in _tensors(model).values())
+
+    mine, theirs = digests(original), digests(other)
+    return sum(min(n, theirs[d]) for d, n in mine.items()), sum(mine.values())
 
 
 def _module_code(module: nn.Module) -> dict[str, Any]:
