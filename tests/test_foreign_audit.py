@@ -329,6 +329,31 @@ def test_a_plain_torchscript_model_is_read_through_its_layers(
     assert _verdict(result, "knowledge_removed")["status"] in ("PASS", "WARN", "FAIL")  # judged
 
 
+def test_a_torchscript_original_is_read_with_arch_after_a_run_that_could_not_read_it(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The original's stored outputs are keyed by what its layers were read through: the run
+    that names the remedy (--arch) stores outputs without features, and the run that follows
+    it must not read those back."""
+    import unlearn_audit.models.layers as layers
+
+    argv = ["audit", "--original", str(files["original_ts"]), "--unlearned"]
+    argv += [str(files["retrained_ts"]), "--reference", str(files["retrained_ts"])]
+    argv += ["--forget-class", "3", "--normalize", "none", "--profile", "quick", "--no-pdf"]
+    argv += ["--checks", "representation", "--quiet", "--cache-dir", str(tmp_path / "store")]
+    with monkeypatch.context() as patch:  # as for a network that is not a chain of layers
+        patch.setattr(layers, "recover_chain", lambda net: None)
+        code, stdout, _ = _run([*argv, "--out", str(tmp_path / "a")], capsys)
+    assert code == 4 and "--arch" in stdout.splitlines()[0]
+    assert _result(tmp_path / "a")["checks"]["representation"]["status"] != "ok"
+    code, _, _ = _run([*argv, "--out", str(tmp_path / "b"), "--arch", ARCH], capsys)
+    assert code in (0, 3)
+    assert _result(tmp_path / "b")["checks"]["representation"]["status"] == "ok"
+
+
 def test_a_fake_that_behaves_on_noise_is_caught_on_real_data(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -341,10 +341,12 @@ class OutputCollector:
         return entry | {"batch_size": CAM_BATCH, "output": "grad-cam"}
 
     def entry(self, model: LoadedModel, fingerprint: str, view: View) -> dict[str, Any]:
-        """Everything stored outputs depend on: weights, data, ids, view, layers read, batch
-        size, device kind and the code that reads them."""
+        """Everything stored outputs depend on: weights, data, ids, view, layers read (and for
+        a TorchScript model the view they are read through), batch size, device kind and the
+        code that reads them."""
         return {
             "model": model.fingerprint,
+            "readable": model.readable_key,
             "dataset": self.dataset.fingerprint,
             "ids": fingerprint,
             "view": view,

@@ -525,17 +525,19 @@ def _null_audit(
 
 def _null_audit_key(ctx: AuditContext, names: list[str]) -> dict[str, Any]:
     """Everything the null audit's evidence depends on: the original, references and shadows
-    (weights, and the shadows' members), the data and splits, the layers read, the trigger,
-    the recipe of the probes, the audit's options, what was missing, and the package's code."""
+    (weights and code, what their layers are read through, the shadows' members), the data
+    and splits, the layers read, the trigger, the recipe of the probes, the audit's options,
+    what was missing, and the package's code."""
     bank = ctx.shadows
     collector = ctx.collector.entry(ctx.original, "", "clean")
     return {
-        "models": [m.fingerprint for m in (ctx.original, *ctx.references)],
+        # each with what its layers are read through (a TorchScript model's view)
+        "models": [(m.fingerprint, m.readable_key) for m in (ctx.original, *ctx.references)],
         "shadows": [
-            (m.fingerprint, fingerprint_ids(ids))
+            (m.fingerprint, m.readable_key, fingerprint_ids(ids))
             for m, ids in (zip(bank.models, bank.in_ids, strict=True) if bank else ())
         ],
-        "collector": {k: v for k, v in collector.items() if k not in ("model", "ids")},
+        "collector": {k: v for k, v in collector.items() if k not in ("model", "readable", "ids")},
         "splits": ctx.splits.fingerprints,
         "request": ctx.splits.request.describe(),
         "trigger": ctx.trigger.to_dict() if ctx.trigger else None,

@@ -12,6 +12,7 @@ member-id fingerprint, recipe, versions). Foreign checkpoints load as:
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import warnings
@@ -118,6 +119,17 @@ class LoadedModel:
     def is_compiled(self) -> bool:
         """True for TorchScript networks (no Python hooks inside)."""
         return isinstance(self.module.net, torch.jit.ScriptModule)
+
+    @functools.cached_property
+    def readable_key(self) -> str | None:
+        """What the layers are read through, for keys of stored features and maps: ``None`` for
+        an eager model (itself), else the fingerprint of its readable view or why it has none
+        (a TorchScript model read without ``--arch`` and then with it reads other layers)."""
+        if not self.is_compiled:
+            return None
+        if self.readable is None:
+            return f"unreadable: {self.readable_note}"
+        return model_fingerprint(self.readable)
 
     @property
     def hookable(self) -> Classifier | None:
