@@ -234,12 +234,20 @@ def test_class_request_original_fails_and_retrained_passes(
 
 
 def test_a_class_request_judges_a_true_retrain_against_out_models_of_its_world(
-    retrain_result: AuditResult,
+    retrain_result: AuditResult, class_splits: Splits, digits: Dataset
 ) -> None:
     """Shadows that never saw the forgotten class: the references' own per-example AUCs sit
     near 0.5 (they were 0.285 with shadows trained on it), and a true retrain passes."""
     result = retrain_result
     membership = _evidence(result, "membership", MembershipEvidence)
+    # against every unseen sample of the class: test's and the population's (the shadows left
+    # the class out); over seeds 0-7 the null audit passed no_membership_leak 6 times with
+    # them, 3 times with test's 45 alone, and the untouched original passed it once, not twice
+    population = class_splits.population
+    unseen = len(class_splits.test_forget_class) + int(np.sum(digits.labels[population] == 3))
+    assert membership.nonmembers == "unseen_forget_class" and unseen == 85
+    for attack in ("lira", "rmia", "shokri", "loss"):
+        assert membership.attacks[attack]["unlearned"].tpr_at["0.01"].nonmembers == unseen
     for attack in ("lira", "rmia"):
         for role in ("reference", "reference_2", "unlearned"):
             auc = membership.attacks[attack][role].auc

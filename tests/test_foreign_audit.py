@@ -548,6 +548,15 @@ def test_given_shadows_are_used_and_give_the_same_attack(
     }
     assert given.checks["membership"].evidence == stored.checks["membership"].evidence
     assert given.models["shadow_1"]["origin"] == "given"
+    # the forgotten class's population samples are unseen samples only while no shadow
+    # trained on them: those a given shadow says it trained on are left out
+    pop3 = splits.population[digits.labels[splits.population] == 3]
+    unseen = len(splits.test_forget_class) + len(pop3)
+    claimed = [np.union1d(halves[0], pop3[:10]), halves[1]]
+    mixed = audit(**options, shadows=list(zip(shadows, claimed, strict=True)))
+    for result, expected in ((given, unseen), (mixed, unseen - 10)):
+        lira = result.checks["membership"].evidence.attacks["lira"]  # type: ignore[union-attr]
+        assert lira["unlearned"].tpr_at["0.01"].nonmembers == expected
 
 
 def test_given_shadow_mistakes_are_one_line_errors(

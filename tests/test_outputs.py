@@ -104,3 +104,15 @@ def test_named_layers_are_recorded(digits: Dataset, quick_model: LoadedModel) ->
     collector = OutputCollector(digits, conv_layer="features.0", feature_layer="pool")
     out = collector.get(quick_model, digits.heldout_ids[:10], "fp")
     assert out.features.shape == (10, 64) and out.channels.shape == (10, 32)
+
+
+def test_joined_outputs_are_the_rows_of_one_pass_by_id(
+    quick_model: LoadedModel, digits: Dataset
+) -> None:
+    ids = np.sort(digits.heldout_ids[:40])
+    whole = OutputCollector(digits).get(quick_model, ids, "whole")
+    assert whole.features is not None and whole.channels is not None
+    odd, even = whole.take(ids[1::2]), whole.take(ids[::2])
+    joined = odd.join(even)
+    for name, value in whole.arrays().items():
+        np.testing.assert_array_equal(joined.arrays()[name], value, err_msg=name)

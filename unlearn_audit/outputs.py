@@ -117,6 +117,21 @@ class Outputs:
             channels=None if self.channels is None else self.channels[rows],
         )
 
+    def join(self, other: Outputs) -> Outputs:
+        """These rows and ``other``'s (disjoint samples of the same model and view), by id."""
+        order = np.argsort(np.concatenate([self.ids, other.ids]), kind="stable")
+
+        def both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else np.concatenate([a, b])[order]
+
+        return Outputs(
+            ids=np.concatenate([self.ids, other.ids])[order],
+            labels=np.concatenate([self.labels, other.labels])[order],
+            logits=np.concatenate([self.logits, other.logits])[order],
+            features=both(self.features, other.features),
+            channels=both(self.channels, other.channels),
+        )
+
     @property
     def probs(self) -> np.ndarray:
         shifted = self.logits - self.logits.max(axis=1, keepdims=True)

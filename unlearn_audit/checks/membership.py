@@ -19,7 +19,8 @@ on a class request, as retain and without the forgotten classes):
 - ``loss``: a plain loss threshold, the floor any attack must beat.
 
 Each attack scores forget samples (members of the original) against unseen samples of the same
-classes (test; the forget-class part of test for class requests) for the original, the
+classes (test; for class requests the forgotten classes' samples of test and of the population
+that no shadow trained on, ``unseen_forget_class``) for the original, the
 unlearned model and the references, with AUC (bootstrap interval), TPR at 1% and 0.1% FPR
 (realised FPR, counts, and "unresolved" when the sample is too small for the rate).
 """
@@ -51,7 +52,7 @@ from unlearn_audit.figures import colour, log_roc_axes, new_figure, style
 if TYPE_CHECKING:
     from unlearn_audit.context import AuditContext
     from unlearn_audit.models.checkpoints import LoadedModel
-    from unlearn_audit.outputs import View
+    from unlearn_audit.outputs import Outputs, View
 
 ATTACKS = ("shokri", "lira", "rmia", "loss")
 # offline LiRA on the forget set as the original learned it (triggered, target label)
@@ -154,7 +155,9 @@ class MembershipEvidence(Evidence):
 
     Attributes:
         attacks: attack (``shokri``, ``lira``, ``rmia``, ``loss``) -> model role -> its result.
-        nonmembers: The split of unseen samples the forget set is scored against.
+        nonmembers: The unseen samples the forget set is scored against: a split's name, or
+            ``unseen_forget_class`` (class requests: the forgotten classes' samples of test and
+            of the population that no shadow trained on).
         shadows: Number of shadow models.
         most_exposed_forget: The most exposed forget samples.
         retain_exposure: The same attack on the retained data, before and after unlearning.
@@ -377,6 +380,13 @@ def _shadow_notes(ctx: AuditContext) -> list[str]:
     return notes
 
 
+def _reader(
+    ctx: AuditContext, split: str, view: View = "clean"
+) -> Callable[[LoadedModel], Outputs]:
+    """A model's outputs on ``split`` through ``view``."""
+    return lambda model: ctx.outputs(model, split, view)
+
+
 def _roc_points(members: np.ndarray, nonmembers: np.ndarray) -> Roc:
     from unlearn_audit.functional.mia import roc
 
@@ -446,22 +456,20 @@ class MembershipCheck(Check):
 
         bank = ctx.shadows
         assert bank is not None
-        (nonmember_split,) = Read("unseen_forget").splits(
-            ctx.splits.names(), ctx.splits.request.kind
-        )
+        nonmember_split, unseen_of = self._nonmembers(ctx)
         attack = self._fit_shokri(ctx)
         roles = ctx.roles()
         attacks: dict[str, dict[str, AttackResult]] = {attack_name: {} for attack_name in ATTACKS}
         lira_forget: dict[str, np.ndarray] = {}
         for role, model in roles:
-            forget, unseen = ctx.outputs(model, "forget"), ctx.outputs(model, nonmember_split)
+            forget, unseen = ctx.outputs(model, "forget"), unseen_of(model)
             scores = {
                 "shokri": (
                     attack.score(shokri_features(forget.probs, forget.labels), forget.labels),
                     attack.score(shokri_features(unseen.probs, unseen.labels), unseen.labels),
                 ),
-                "lira": self._lira(ctx, model, role, nonmember_split),
-                "rmia": self._rmia(ctx, model, role, nonmember_split),
+                "lira": self._lira(ctx, model, role, unseen_of),
+                "rmia": self._rmia(ctx, model, role, unseen_of),
                 "loss": (
                     loss_threshold_scores(forget.losses),
                     loss_threshold_scores(unseen.losses),
@@ -475,9 +483,7 @@ class MembershipCheck(Check):
             )
         if ctx.forget_triggered:
             attacks[AS_TRAINED] = {
-                role: _attack_result(
-                    *self._lira_as_trained(ctx, model, role, nonmember_split), ctx.config.seed
-                )
+                role: _attack_result(*self._lira_as_trained(ctx, model, role), ctx.config.seed)
                 for role, model in roles
             }
         evidence = MembershipEvidence(
@@ -491,6 +497,29 @@ class MembershipCheck(Check):
         if not any(is_reference(role) for role, _ in roles):
             notes.append("no reference: the attacks have no yardstick")
         return CheckResult(name=self.name, evidence=evidence, notes=notes)
+
+    @staticmethod
+    def _nonmembers(ctx: AuditContext) -> tuple[str, Callable[[LoadedModel], Outputs]]:
+        """The unseen samples the forget set is scored against, by name, and a model's outputs
+        on them: test (random and id requests), or on a class request the test samples of the
+        forgotten classes together with the population's samples of those classes that no
+        shadow trained on. Audit-trained shadows leave those classes out, so no model that is
+        compared trained on them; on digits that is 85 samples instead of 45, and the interval
+        of a true retrain's AUC narrows with them."""
+        (split,) = Read("unseen_forget").splits(ctx.splits.names(), ctx.splits.request.kind)
+        if not ctx.is_class_request:
+            return split, lambda model: ctx.outputs(model, split)
+        bank = ctx.shadows
+        assert bank is not None
+        population = ctx.splits.population
+        extra = population[np.isin(ctx.dataset.labels[population], ctx.splits.forget_classes)]
+        for in_ids in bank.in_ids:
+            extra = np.setdiff1d(extra, in_ids)
+        if len(extra) == 0:
+            return split, lambda model: ctx.outputs(model, split)
+        return "unseen_forget_class", lambda model: ctx.outputs(model, split).join(
+            ctx.outputs(model, "population").take(extra)
+        )
 
     def _fit_shokri(self, ctx: AuditContext) -> Any:
         """The Shokri attack of the shadow bank, fitted once for the same shadows (their
@@ -555,33 +584,33 @@ class MembershipCheck(Check):
 
     @staticmethod
     def _lira_scores(
-        ctx: AuditContext,
         model: LoadedModel,
         outs: list[LoadedModel],
-        split: str,
-        view: View = "clean",
+        read: Callable[[LoadedModel], Outputs],
         target: int | None = None,
     ) -> np.ndarray:
-        """Offline LiRA scores of ``model`` on ``split`` through ``view`` against ``outs``:
-        scored for the true labels, or for class ``target`` on the samples of other classes."""
+        """Offline LiRA scores of ``model`` on the samples ``read`` gives each model's outputs
+        of, against ``outs``: scored for the true labels, or for class ``target`` on the
+        samples of other classes."""
         from unlearn_audit.functional.mia import lira_offline_scores, logit_confidence
 
-        labels = ctx.outputs(model, split, view).labels
+        labels = read(model).labels
         keep = np.ones(len(labels), dtype=bool) if target is None else labels != target
         scored = labels[keep] if target is None else np.full(int(keep.sum()), target)
-        confidence = [
-            logit_confidence(ctx.outputs(m, split, view).logits[keep], scored)
-            for m in (model, *outs)
-        ]
+        confidence = [logit_confidence(read(m).logits[keep], scored) for m in (model, *outs)]
         return lira_offline_scores(confidence[0], np.stack(confidence[1:]))
 
     def _lira(
-        self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
+        self,
+        ctx: AuditContext,
+        model: LoadedModel,
+        role: str,
+        unseen_of: Callable[[LoadedModel], Outputs],
     ) -> tuple[np.ndarray, np.ndarray]:
         outs = self._out_models(ctx, role)
         return (
-            self._lira_scores(ctx, model, outs, "forget"),
-            self._lira_scores(ctx, model, outs, nonmember_split),
+            self._lira_scores(model, outs, _reader(ctx, "forget")),
+            self._lira_scores(model, outs, unseen_of),
         )
 
     def _retain_exposure(
@@ -596,8 +625,8 @@ class MembershipCheck(Check):
             nonmembers=unseen,
             lira={
                 role: _attack_result(
-                    self._lira_scores(ctx, model, bank.models, "retain"),
-                    self._lira_scores(ctx, model, bank.models, unseen),
+                    self._lira_scores(model, bank.models, _reader(ctx, "retain")),
+                    self._lira_scores(model, bank.models, _reader(ctx, unseen)),
                     ctx.config.seed,
                 )
                 for role, model in roles
@@ -605,20 +634,26 @@ class MembershipCheck(Check):
         )
 
     def _lira_as_trained(
-        self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
+        self, ctx: AuditContext, model: LoadedModel, role: str
     ) -> tuple[np.ndarray, np.ndarray]:
         """Offline LiRA on the triggered forget samples scored for the trigger's target (how
-        the original learned them) against triggered unseen samples, both without the samples
-        whose true class is the target; out models as for :meth:`_lira`."""
+        the original learned them) against triggered unseen samples (test, or its samples of
+        the forgotten classes), both without the samples whose true class is the target; out
+        models as for :meth:`_lira`."""
         assert ctx.trigger is not None
         outs, target = self._out_models(ctx, role), ctx.trigger.target
+        (unseen,) = Read("unseen_forget").splits(ctx.splits.names(), ctx.splits.request.kind)
         return (
-            self._lira_scores(ctx, model, outs, "forget", "trigger", target),
-            self._lira_scores(ctx, model, outs, nonmember_split, "trigger", target),
+            self._lira_scores(model, outs, _reader(ctx, "forget", "trigger"), target),
+            self._lira_scores(model, outs, _reader(ctx, unseen, "trigger"), target),
         )
 
     def _rmia(
-        self, ctx: AuditContext, model: LoadedModel, role: str, nonmember_split: str
+        self,
+        ctx: AuditContext,
+        model: LoadedModel,
+        role: str,
+        unseen_of: Callable[[LoadedModel], Outputs],
     ) -> tuple[np.ndarray, np.ndarray]:
         """Offline RMIA on the true-class probabilities: forget and unseen samples against the
         population, each sample's p(.) from the models that never trained on it (the shadows
@@ -631,21 +666,22 @@ class MembershipCheck(Check):
         assert bank is not None
         outs = self._out_models(ctx, role)
 
-        def true_class(m: LoadedModel, split: str) -> np.ndarray:
-            out = ctx.outputs(m, split)
+        def true_class(m: LoadedModel, read: Callable[[LoadedModel], Outputs]) -> np.ndarray:
+            out = read(m)
             return out.probs[np.arange(len(out.labels)), out.labels]
 
         population = ctx.outputs(model, "population")
-        out_z = np.stack([true_class(m, "population") for m in outs])
+        in_population = _reader(ctx, "population")
+        out_z = np.stack([true_class(m, in_population) for m in outs])
         for k, in_ids in enumerate(bank.in_ids):  # shadows are "in" for their own halves
             out_z[k, np.isin(population.ids, in_ids)] = np.nan
         # population samples every out model trained on have no p(z): not part of z
         seen = np.isfinite(out_z).any(axis=0)
-        target_z, out_z = true_class(model, "population")[seen], out_z[:, seen]
+        target_z, out_z = true_class(model, in_population)[seen], out_z[:, seen]
         result = []
-        for split in ("forget", nonmember_split):
-            out_x = np.stack([true_class(m, split) for m in outs])
-            result.append(rmia_offline_scores(true_class(model, split), out_x, target_z, out_z))
+        for read in (_reader(ctx, "forget"), unseen_of):
+            out_x = np.stack([true_class(m, read) for m in outs])
+            result.append(rmia_offline_scores(true_class(model, read), out_x, target_z, out_z))
         return result[0], result[1]
 
     def _exposed(self, ctx: AuditContext, lira_forget: dict[str, np.ndarray]) -> Exposed:
