@@ -89,7 +89,9 @@ def source_text(obj: Any, *, whole_module: bool = False) -> str:
 def source_name(obj: Any) -> str:
     """``module.qualname`` of a class or function; only the qualname for one defined in a file
     the package compiled, whose module name stands for the file's path, not its code."""
-    qualname = getattr(obj, "__qualname__", repr(obj))
+    if not hasattr(obj, "__qualname__"):  # a callable object (a partial, a hook instance):
+        obj = type(obj)  # its class, since its repr may hold its address
+    qualname = obj.__qualname__
     if SOURCE_BYTES in _namespace(obj):
         return str(qualname)
     return f"{getattr(obj, '__module__', '')}.{qualname}"

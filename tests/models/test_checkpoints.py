@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,6 +56,13 @@ def test_fingerprint_changes_with_any_weight(quick_model: LoadedModel) -> None:
     assert renormed.fingerprint != changed.fingerprint
 
 
+class _Shift:
+    """A hook object (as weight_norm's are): its repr holds its address."""
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor:
+        return out + 0.0
+
+
 class _MaskedSmallCNN(SmallCNN):
     """An output-level fake over the original's own weights and parameter names."""
 
@@ -81,6 +89,11 @@ def test_a_fake_over_the_same_weights_has_its_own_fingerprint(quick_model: Loade
     assert fingerprint(hooked) != quick_model.fingerprint
     unmasked = build_model("small-cnn", 10, (1, 8, 8))
     assert fingerprint(unmasked) == quick_model.fingerprint
+    # the same hook objects on two builds: the same fingerprint (no address in it)
+    twins = [build_model("small-cnn", 10, (1, 8, 8)) for _ in range(2)]
+    for twin in twins:
+        twin.register_forward_hook(_Shift())
+    assert fingerprint(twins[0]) == fingerprint(twins[1]) != quick_model.fingerprint
     silent = build_model("small-cnn", 10, (1, 8, 8))
     silent.register_buffer("mask", torch.zeros(10), persistent=False)  # not in the state dict
     assert fingerprint(silent) != quick_model.fingerprint
