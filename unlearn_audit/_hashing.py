@@ -75,6 +75,8 @@ def source_text(obj: Any, *, whole_module: bool = False) -> str:
     """The source of a class, function or module (``whole_module``: of the module that defines
     it): for a file the package compiled, the bytes it was compiled from (the whole file); ``""``
     when there is none (defined interactively, or shipped without source)."""
+    if not inspect.ismodule(obj) and not hasattr(obj, "__qualname__"):
+        obj = type(obj)  # a callable object (a hook instance, a partial): its class's source
     namespace = vars(obj) if inspect.ismodule(obj) else _namespace(obj)
     compiled = namespace.get(SOURCE_BYTES)
     if isinstance(compiled, bytes):

@@ -507,17 +507,17 @@ class MembershipCheck(Check):
         compared trained on them; on digits that is 85 samples instead of 45, and the interval
         of a true retrain's AUC narrows with them."""
         (split,) = Read("unseen_forget").splits(ctx.splits.names(), ctx.splits.request.kind)
-        if not ctx.is_class_request:
-            return split, lambda model: ctx.outputs(model, split)
+        test = _reader(ctx, split)
         bank = ctx.shadows
         assert bank is not None
         population = ctx.splits.population
-        extra = population[np.isin(ctx.dataset.labels[population], ctx.splits.forget_classes)]
-        for in_ids in bank.in_ids:
-            extra = np.setdiff1d(extra, in_ids)
-        if len(extra) == 0:
-            return split, lambda model: ctx.outputs(model, split)
-        return "unseen_forget_class", lambda model: ctx.outputs(model, split).join(
+        extra = np.setdiff1d(
+            population[np.isin(ctx.dataset.labels[population], ctx.splits.forget_classes)],
+            np.concatenate([np.empty(0, dtype=np.int64), *bank.in_ids]),
+        )
+        if not ctx.is_class_request or len(extra) == 0:
+            return split, test
+        return "unseen_forget_class", lambda model: test(model).join(
             ctx.outputs(model, "population").take(extra)
         )
 

@@ -157,12 +157,7 @@ def model_fingerprint(model: nn.Module) -> str:
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter and buffer by name: the state dict and the non-persistent buffers."""
     state = dict(model.state_dict())
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        for buffer in getattr(module, "_non_persistent_buffers_set", ()):
-            value = module._buffers.get(buffer)
-            if value is not None:
-                state[prefix + buffer] = value
+    state.update((name, b) for name, b in model.named_buffers() if name not in state)
     return state
 
 
