@@ -72,6 +72,8 @@ class MethodSpec:
     summary: str
     run: MethodFn = field(repr=False)
 
+    @torch.inference_mode(False)  # autograd on, whatever the caller's mode
+    @torch.enable_grad()
     def apply(
         self,
         original: LoadedModel,

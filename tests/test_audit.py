@@ -189,6 +189,25 @@ def _acc(result: AuditResult, split: str, role: str) -> float:
 CLASS_CHECKS = ["accuracy", "representation", "relearn"]
 
 
+def _class_audit(
+    original: LoadedModel,
+    unlearned: LoadedModel,
+    digits: Dataset,
+    class_splits: Splits,
+    store: Store,
+    **options: Any,
+) -> AuditResult:
+    return audit(
+        original=original,
+        unlearned=unlearned,
+        dataset=digits,
+        request=class_splits,
+        checks=CLASS_CHECKS,
+        store=store,
+        **options,
+    )
+
+
 @pytest.mark.slow
 def test_class_request_original_fails_and_retrained_passes(
     digits: Dataset,
@@ -197,24 +216,13 @@ def test_class_request_original_fails_and_retrained_passes(
     retrained: LoadedModel,
     store: Store,
 ) -> None:
-    before = audit(
-        original=original,
-        unlearned=original,
-        dataset=digits,
-        request=class_splits,
-        checks=CLASS_CHECKS,
-        store=store,
-        null_audit=False,  # not what this test is about (2.3 s of relearn probes and checks)
-    )
-    after = audit(
-        original=original,
-        unlearned=retrained,
-        dataset=digits,
-        request=class_splits,
-        checks=CLASS_CHECKS,
-        store=store,
-        null_audit=False,  # not what this test is about (2.3 s of relearn probes and checks)
-    )
+    def audit_class(unlearned: LoadedModel) -> AuditResult:
+        # the null audit is not what this test is about (2.3 s of relearn probes and checks)
+        return _class_audit(original, unlearned, digits, class_splits, store, null_audit=False)
+
+    with torch.inference_mode():  # a caller's mode: the relearn probes still train
+        before = audit_class(original)
+    after = audit_class(retrained)
     assert _acc(before, "test_forget_class", "unlearned") > 0.9
     assert _acc(after, "test_forget_class", "unlearned") < 0.05
     assert _verdicts(before)["forgotten"] == "FAIL"
@@ -369,14 +377,7 @@ def test_output_level_fakes_fail_knowledge_removed(
     store: Store,
 ) -> None:
     unlearned = request.getfixturevalue(fake)
-    result = audit(
-        original=original,
-        unlearned=unlearned,
-        dataset=digits,
-        request=class_splits,
-        checks=CLASS_CHECKS,
-        store=store,
-    )
+    result = _class_audit(original, unlearned, digits, class_splits, store)
     assert _acc(result, "forget", "unlearned") <= 0.05, "the fake does hide the class"
     verdicts = _verdicts(result)
     assert verdicts["forgotten"] == "PASS"

@@ -75,6 +75,22 @@ def test_callers_model_and_global_rng_untouched(digits: Dataset) -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, _weights(model), strict=True))
 
 
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_fit_trains_the_same_whatever_the_callers_autograd_mode(
+    digits: Dataset, mode: type[torch.no_grad] | type[torch.inference_mode]
+) -> None:
+    model = _fresh(digits)
+    expected = fit(model, digits, digits.train_ids[:128], TINY, seed=0, progress=False)
+    with mode():
+        got = fit(model, digits, digits.train_ids[:128], TINY, seed=0, progress=False)
+        assert not torch.is_grad_enabled(), "the caller's mode is back after fit"
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_weights(expected.model), _weights(got.model), strict=True)
+    )
+    assert not any(t.is_inference() for t in got.model.state_dict().values())
+
+
 def test_callbacks_history_and_schedule(digits: Dataset) -> None:
     steps: list[StepState] = []
     epochs: list[dict[str, float]] = []

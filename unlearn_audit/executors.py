@@ -367,9 +367,16 @@ def _run_method_on_worker(dataset: Dataset, job: MethodJob, threads: int) -> byt
 
 
 def _worker_device(threads: int) -> str:
-    """CUDA when Ray gave the task a GPU, else CPU with ``threads`` torch threads."""
+    """CUDA when Ray gave the task a GPU, else CPU with ``threads`` torch threads.
+
+    Also switches autograd back on: a task that ``ray.cancel`` stops gets a KeyboardInterrupt
+    wherever it is, also between a ``torch.no_grad()`` switching autograd off and the ``with``
+    that would switch it back, and the worker process then runs its next task with autograd off
+    (seen: "element 0 of tensors does not require grad" in the next job's training).
+    """
     import torch
 
+    torch.set_grad_enabled(True)
     if torch.cuda.is_available() and ray_gpu_ids():
         return "cuda"
     torch.set_num_threads(threads)

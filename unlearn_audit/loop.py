@@ -135,6 +135,8 @@ def _lr_factor(recipe: Recipe, epoch: int, step_in_run: int, total_steps: int) -
     return 1.0
 
 
+@torch.inference_mode(False)  # autograd on, whatever the caller's mode (an API call inside
+@torch.enable_grad()  # torch.no_grad() or torch.inference_mode(), say)
 def fit(
     model: nn.Module,
     dataset: Dataset,

@@ -310,6 +310,8 @@ def _given_shadows(
     return ShadowBank(models=models, in_ids=halves, given=True)
 
 
+@torch.inference_mode(False)  # the relearn probes and Grad-CAM need autograd, whatever the
+@torch.enable_grad()  # caller's mode
 def audit(
     *,
     original: ModelLike,

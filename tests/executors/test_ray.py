@@ -200,6 +200,22 @@ def test_method_runs_on_ray_equal_the_local_ones(
         RayExecutor().run_methods([failing], digits)
 
 
+def test_a_ray_task_starts_with_autograd_on_whatever_the_last_task_left() -> None:
+    """``ray.cancel`` (which a failing job does to the others) interrupts a running task
+    wherever it is, also inside ``torch.no_grad()``'s own switch, and can leave its worker
+    process with autograd off: the next job on it failed with "element 0 of tensors does not
+    require grad" (seen once in the whole suite, after the failing-job test; cancelling tasks
+    that loop over ``torch.no_grad()`` left one of two workers so in one of two tries)."""
+    from unlearn_audit.executors import _worker_device
+
+    torch.set_grad_enabled(False)  # what such a task leaves
+    try:
+        assert _worker_device(torch.get_num_threads()) == "cpu"
+        assert torch.is_grad_enabled()
+    finally:
+        torch.set_grad_enabled(True)
+
+
 @dataclass(frozen=True)
 class _CrashOnce(TrainingJob):
     """A job whose first worker dies (the process exits) before training."""
