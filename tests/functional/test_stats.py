@@ -59,6 +59,17 @@ def test_interval_contains_estimate_within_unit_range(k: int, n: int, method: st
     assert (share.successes, share.total, share.method) == (k, n, method)
 
 
+@pytest.mark.parametrize(("k", "n"), CASES)
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_intervals_equal_scipy_binomtest(k: int, n: int, confidence: float) -> None:
+    test = stats.binomtest(k, n)
+    for ours, method in ((wilson_interval, "wilson"), (clopper_pearson_interval, "exact")):
+        expected = test.proportion_ci(confidence_level=confidence, method=method)
+        low, high = ours(k, n, confidence=confidence)
+        assert low == pytest.approx(max(expected.low, 0.0), abs=1e-9), method
+        assert high == pytest.approx(min(expected.high, 1.0), abs=1e-9), method
+
+
 def test_clopper_pearson_is_wider_than_wilson() -> None:
     w_low, w_high = wilson_interval(3, 10)
     c_low, c_high = clopper_pearson_interval(3, 10)
