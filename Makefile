@@ -9,16 +9,17 @@ BIN := $(VENV)/bin
 # pip 55.7 s, uv 15.8-20.6 s, the same `pip freeze`. uv reads no pip configuration, so it gets
 # pip's index URLs, links and constraint files (where a machine keeps its wheels: this one takes
 # torch from its own disk), and, like pip, the best version across all of them. Its cache lives
-# in .venv (hard links, no second copy), and goes with it. Like pip --no-compile, it compiles no
-# bytecode ahead: compileall took 22 s on both cores for the 6.1 GB of torch, Ray, SymPy and the
-# rest, while Python compiles a module the first time it is imported (about 4,100 of the venv's
-# files in a whole test run: 12.8 s of CPU) and, with RUN below, caches it for every later process.
+# in .venv (hard links, no second copy), and goes with it. uv is pinned to the version tested
+# here. Like pip --no-compile, it compiles no bytecode ahead: compileall took 22 s on both cores
+# for the 6.1 GB of torch, Ray, SymPy and the rest, while Python compiles a module the first
+# time it is imported (about 4,100 of the venv's files in a whole test run: 12.8 s of CPU) and,
+# with RUN below, caches it for every later process.
 # (pip lists environment settings first, which win, as in pip; one each of index-url and cert.)
 PIP_SETTINGS = $(shell $(PYTHON) -m pip config list 2>/dev/null \
 	| sed -nE "s/^[^.]*\.(index-url|extra-index-url|find-links|constraint|cert)='(.*)'$$/\1 \2/p" \
 	| awk '{for (i = 2; i <= NF; i++) if (!seen[$$1 ($$1 == "index-url" || $$1 == "cert" ? "" : $$i)]++) \
 		printf "--%s %s ", $$1, $$i}')
-INSTALL = $(BIN)/python -m pip install --quiet 'uv>=0.13' && $(BIN)/uv pip install --quiet \
+INSTALL = $(BIN)/python -m pip install --quiet 'uv==0.13.9' && $(BIN)/uv pip install --quiet \
 	--python $(BIN)/python --cache-dir $(VENV)/.uv-cache --index-strategy unsafe-best-match \
 	$(PIP_SETTINGS) -c constraints.txt
 
