@@ -37,7 +37,7 @@ from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.checkpoints import LoadedModel, check_model_fits, wrap_model
 from unlearn_audit.models.layers import Classifier, model_fingerprint
 from unlearn_audit.registry import METHOD_PLUGINS, Registry
-from unlearn_audit.train import resolve_device
+from unlearn_audit.train import autograd_on, resolve_device
 
 Scope = Literal["class", "sample"]
 SCOPES: tuple[Scope, ...] = ("class", "sample")
@@ -72,8 +72,7 @@ class MethodSpec:
     summary: str
     run: MethodFn = field(repr=False)
 
-    @torch.inference_mode(False)  # autograd on, whatever the caller's mode
-    @torch.enable_grad()
+    @autograd_on
     def apply(
         self,
         original: LoadedModel,

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ from unlearn_audit.data.datasets import Dataset
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.models.layers import copy_module, fast_layout, in_fast_layout
 from unlearn_audit.recipe import Recipe
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
 BatchTransform = Callable[
@@ -135,8 +137,14 @@ def _lr_factor(recipe: Recipe, epoch: int, step_in_run: int, total_steps: int) -
     return 1.0
 
 
-@torch.inference_mode(False)  # autograd on, whatever the caller's mode (an API call inside
-@torch.enable_grad()  # torch.no_grad() or torch.inference_mode(), say)
+def autograd_on(function: _F) -> _F:
+    """``function`` with autograd on, whatever the caller's mode: training, a method's run and
+    an audit's relearn probes and Grad-CAM need it also when called inside ``torch.no_grad()``
+    or ``torch.inference_mode()``."""
+    return torch.inference_mode(False)(torch.enable_grad()(function))
+
+
+@autograd_on
 def fit(
     model: nn.Module,
     dataset: Dataset,

@@ -43,6 +43,7 @@ from unlearn_audit.results import DEFAULT_RECIPE_NOTE, AuditResult, NullAudit
 from unlearn_audit.store import NotStored, Store
 from unlearn_audit.train import (
     Recipe,
+    autograd_on,
     default_recipe,
     load_recipe,
     resolve_device,
@@ -310,8 +311,7 @@ def _given_shadows(
     return ShadowBank(models=models, in_ids=halves, given=True)
 
 
-@torch.inference_mode(False)  # the relearn probes and Grad-CAM need autograd, whatever the
-@torch.enable_grad()  # caller's mode
+@autograd_on
 def audit(
     *,
     original: ModelLike,
