@@ -718,23 +718,66 @@ def test_a_second_audit_forwards_only_the_unlearned_model(
         forwarded.add(model.fingerprint)
         return real_cam(model, x, targets, **kwargs)
 
+    from unlearn_audit.checks import membership
+
+    attacked: list[int] = []  # members scored by each attack computed (forget or retain)
+    real_attack = membership._attack_result
+
+    def spy_attack(members, nonmembers, seed):  # type: ignore[no-untyped-def]
+        attacked.append(len(members))
+        return real_attack(members, nonmembers, seed)
+
     monkeypatch.setattr(outputs.OutputCollector, "_collect", spy_collect)
     monkeypatch.setattr(outputs, "grad_cam", spy_cam)
+    monkeypatch.setattr(membership, "_attack_result", spy_attack)
+    kept: Counter[str] = Counter()  # kind -> results read from the store
+    real_kept = Store.get_or_compute
+
+    def spy_kept(self, kind, parts, compute):  # type: ignore[no-untyped-def]
+        before = self.computed_hits
+        found = real_kept(self, kind, parts, compute)
+        kept[kind] += self.computed_hits - before
+        return found
+
+    monkeypatch.setattr(Store, "get_or_compute", spy_kept)
     warm = audit(**common, unlearned=setting.masked)
+    # what depends on the models that stay only: attacks on the original and both references,
+    # the original-reference and reference-reference divergences, the reference's CKA to the
+    # original, the original's and the reference's probes, the reference's two relearn curves
+    # (four when an earlier test of the session audited this unlearned model: its own curves
+    # are stored too) and the null audit
+    assert kept.pop("relearn_curves") in (2, 4)
+    assert kept == {
+        "membership_results": 3, "divergences": 2, "cka": 1, "probes": 2, "null_audits": 1
+    }  # fmt: skip
     assert forwarded == {setting.masked.fingerprint}, "outputs and Grad-CAM maps"
+    # the attacks on the original and the references are stored: only the unlearned model's
+    # four attacks on forget and its retain-set exposure are computed
+    forget, retain = len(setting.splits.forget), len(setting.splits.retain)
+    assert sorted(attacked) == sorted([forget] * 4 + [retain])
     counts = warm.config["outputs"]
     assert counts["from_store"] > 3 * counts["forwarded"] > 0  # 7762 and 2091 samples
     # the original's and the first reference's maps; the null audit's evidence (the second
     # reference's maps among it) is stored whole: it depends on nothing the audit changed
     assert counts["grad_cam_from_store"] == 2 * counts["grad_cam_computed"] == 2 * 64
     assert warm.null_audit is not None and "null_audit" in warm.timings
-    # the same audit with every output computed afresh (models still from the store)
+    # the same audit with every output and every result kept for the models that stay (attacks,
+    # divergences, CKA, probes) computed afresh (models, relearn curves and the null audit still
+    # from the store)
+    real_computed = Store.get_or_compute
+
+    def afresh(self, kind, parts, compute):  # type: ignore[no-untyped-def]
+        if kind in ("membership_results", "divergences", "cka", "probes"):
+            return compute()
+        return real_computed(self, kind, parts, compute)
+
     with monkeypatch.context() as fresh:
         fresh.setattr(
             Store,
             "get_or_compute_arrays",
             lambda self, kind, parts, compute: (*compute(), False),
         )
+        fresh.setattr(Store, "get_or_compute", afresh)
         cold = audit(**common, unlearned=setting.masked)
     assert (
         cold.config["outputs"]["from_store"] == cold.config["outputs"]["grad_cam_from_store"] == 0

@@ -108,3 +108,18 @@ def test_a_document_of_another_shape_or_version(golden: dict[str, Any]) -> None:
     # another schema version is left to the version check, which names the version
     with pytest.raises(ConfigError, match=f"schema version {SCHEMA_VERSION + 1}"):
         AuditResult.from_dict({**golden, "schema_version": SCHEMA_VERSION + 1, "checks": 3})
+
+
+def test_numpy_values_become_plain_json() -> None:
+    """Arrays of any size become lists (a one-element array too, not its scalar), numpy scalars
+    numbers, non-finite values ``None``; read back by type they are the same values."""
+    import numpy as np
+
+    from unlearn_audit._codec import from_json, to_json
+
+    values = {"one": np.array([0.25]), "two": np.array([1.5, np.nan]), "scalar": np.float32(2.0)}
+    written = to_json(values)
+    assert written == {"one": [0.25], "two": [1.5, None], "scalar": 2.0}
+    assert json.loads(json.dumps(written, allow_nan=False)) == written
+    assert from_json(dict[str, list[float | None]], {"a": written["two"]}) == {"a": [1.5, None]}
+    assert to_json(np.arange(4).reshape(2, 2)) == [[0, 1], [2, 3]]

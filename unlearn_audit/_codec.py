@@ -59,10 +59,10 @@ def to_json(obj: Any) -> Any:
         return int(obj)
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if getattr(obj, "shape", ()) != () and hasattr(obj, "tolist"):  # a numpy array
+        return to_json(obj.tolist())
     if hasattr(obj, "item"):  # a numpy scalar
         return to_json(obj.item())
-    if hasattr(obj, "tolist"):  # a numpy array
-        return to_json(obj.tolist())
     raise TypeError(f"{type(obj).__name__} is not JSON evidence")
 
 

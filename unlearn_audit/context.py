@@ -7,6 +7,7 @@ pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -158,6 +159,33 @@ class AuditContext:
         return self.collector.get(
             model, self.splits.get(split), self.splits.fingerprints[split], view
         )
+
+    def kept(
+        self,
+        kind: str,
+        models: list[LoadedModel],
+        reads: list[tuple[str, View]],
+        compute: Callable[[], dict[str, Any]],
+        **depends: Any,
+    ) -> dict[str, Any]:
+        """``compute()``, a JSON-able result that depends on nothing but the outputs of
+        ``models`` on ``reads`` (split, view) and on ``depends`` (settings, the code that
+        computes it: JSON-able): kept in the store under ``kind`` when the unlearned model is
+        not among ``models`` (the original's and the references' results do not change
+        between audits of other unlearned models), computed otherwise. The key holds every
+        output's own key (weights, data, ids, view, layers, collector code) and the seed."""
+        if any(model is self.unlearned for model in models):
+            return compute()
+        parts = {
+            "outputs": [
+                self.collector.entry(model, self.splits.fingerprints[split], view)
+                for model in models
+                for split, view in reads
+            ],
+            "seed": self.config.seed,
+            **depends,
+        }
+        return self.store.get_or_compute(kind, parts, compute)
 
     def roles(self) -> list[tuple[str, LoadedModel]]:
         """``(role, model)`` for original, unlearned and each reference (``reference``,

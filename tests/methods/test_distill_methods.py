@@ -8,8 +8,10 @@ on the class request, and 0.97-1.00 of the forgotten random samples (mean CE 0.0
 Margins were checked over seeds 0-3 at the defaults; the tests run seed 0. Observed:
 
 - scrub, class: forget-class test 0.000; retain-class test 0.986-0.992. With msteps=0 (no max
-  steps) the class is only partly forgotten: 0.11-0.18. 10% random: test 0.985-0.990; forget
-  accuracy 0.99-1.00, its mean CE 0.006-0.020 (21x-66x the original's: towards test's 0.03).
+  steps) the class is only partly forgotten: 0.04-0.36 of its test samples, mean true-class
+  probability 0.13-0.28 (0.002-0.006 with max steps; seeds 0-3, one and two threads). 10%
+  random: test 0.985-0.990; forget accuracy 0.99-1.00, its mean CE 0.006-0.020 (21x-66x the
+  original's: towards test's 0.03).
 - salun, class: forget-class test 0.000; retain-class test 0.983-0.994. Random: test
   0.965-0.972, forget accuracy 0.92-0.98 (random labels over-forget a little).
 - lightweight, class: forget-class test 0.78-0.87 at the paper's lambda 0.01 (mostly
@@ -188,8 +190,13 @@ def test_scrub_without_max_steps_is_distillation_on_retain(
 def test_scrub_max_steps_do_the_forgetting(
     original: LoadedModel, digits: Dataset, class_splits: Splits
 ) -> None:
+    """Without max steps the class is only partly forgotten: its test samples keep on average
+    0.13-0.28 of their true-class probability (SCRUB with them: 0.002-0.006)."""
     model = _run("scrub", original, digits, class_splits, msteps=0)
-    assert _class_accuracy(model, digits, class_splits)["test_forget_class"] >= 0.08
+    x, y = digits.load(class_splits.get("test_forget_class"))
+    with torch.inference_mode():
+        kept = model.eval()(x).softmax(1)[torch.arange(len(y)), y].mean()
+    assert float(kept) >= 0.08
 
 
 # --- SalUn -----------------------------------------------------------------------------------

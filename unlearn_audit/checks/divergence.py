@@ -10,7 +10,8 @@ as yardsticks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from unlearn_audit.checks.base import Check, CheckResult, Needs, register_check
 from unlearn_audit.evidence import Estimate, Evidence, Read, Table, label
@@ -71,8 +72,9 @@ class DivergenceCheck(Check):
     evidence = DivergenceEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
-        from unlearn_audit.functional.divergence import activation_distance, js_divergence
-        from unlearn_audit.functional.stats import mean_with_interval
+        from unlearn_audit._codec import from_json
+        from unlearn_audit._hashing import code_fingerprint
+        from unlearn_audit.functional import divergence, stats
 
         reference = ctx.references[0]
         pairs: list[tuple[str, LoadedModel, LoadedModel]] = [
@@ -83,21 +85,43 @@ class DivergenceCheck(Check):
         if len(ctx.references) >= 2:
             pairs.append(("reference_vs_reference_2", reference, ctx.references[1]))
         evidence = DivergenceEvidence(js={}, activation_distance={})
-        for split in SPLITS:
-            evidence.js[split], evidence.activation_distance[split] = {}, {}
-            for pair, a, b in pairs:
-                p, q = ctx.outputs(a, split).probs, ctx.outputs(b, split).probs
-                js, dist = js_divergence(p, q), activation_distance(p, q)
-                seed = ctx.config.seed
-                evidence.js[split][pair] = Estimate.of(*mean_with_interval(js, seed=seed))
-                evidence.activation_distance[split][pair] = Estimate.of(
-                    *mean_with_interval(dist, seed=seed)
+        for pair, a, b in pairs:
+            found = ctx.kept(
+                "divergences",
+                [a, b],
+                [(split, "clean") for split in SPLITS],
+                partial(_divergences, ctx, a, b),
+                code=code_fingerprint(__file__, divergence.__file__, stats.__file__),
+            )
+            for split in SPLITS:
+                for field_name, measure in (("js", "js"), ("activation_distance", "distance")):
+                    per_pair = getattr(evidence, field_name).setdefault(split, {})
+                    per_pair[pair] = from_json(Estimate, found[split][measure])
+            if pair == "unlearned_vs_reference":
+                evidence.forget_js_to_reference = PerSample(
+                    ctx.splits.forget.tolist(), found["forget_js"]
                 )
-                if split == "forget" and pair == "unlearned_vs_reference":
-                    evidence.forget_js_to_reference = PerSample(
-                        ctx.splits.forget.tolist(), js.tolist()
-                    )
         notes = []
         if len(ctx.references) < 2:
             notes.append("one reference seed: the seed-to-seed yardstick needs --references 2")
         return CheckResult(name=self.name, evidence=evidence, notes=notes)
+
+
+def _divergences(ctx: AuditContext, a: LoadedModel, b: LoadedModel) -> dict[str, Any]:
+    """JS divergence and activation distance of ``a`` and ``b`` on each split (mean with its
+    interval), and each forget sample's JS divergence, as JSON."""
+    from unlearn_audit._codec import to_json
+    from unlearn_audit.functional.divergence import activation_distance, js_divergence
+    from unlearn_audit.functional.stats import mean_with_interval
+
+    found: dict[str, Any] = {}
+    for split in SPLITS:
+        p, q = ctx.outputs(a, split).probs, ctx.outputs(b, split).probs
+        js, distance = js_divergence(p, q), activation_distance(p, q)
+        found[split] = {
+            name: to_json(Estimate.of(*mean_with_interval(values, seed=ctx.config.seed)))
+            for name, values in (("js", js), ("distance", distance))
+        }
+        if split == "forget":
+            found["forget_js"] = js.tolist()
+    return found

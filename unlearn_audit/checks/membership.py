@@ -414,6 +414,26 @@ def _finite_fields(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _RoleAttacks:
+    """Every attack on one model: attack -> result, its LiRA scores of the forget samples (for
+    the most exposed ones) and its retain-set exposure."""
+
+    attacks: dict[str, AttackResult]
+    lira_forget: list[float | None]
+    retain: AttackResult
+
+
+def _role_reads(ctx: AuditContext) -> list[tuple[str, View]]:
+    """Every (split, view) the check reads."""
+    kind = ctx.splits.request.kind
+    splits = [
+        s for read in MembershipCheck.needs.reads for s in read.splits(ctx.splits.names(), kind)
+    ]
+    views: tuple[View, ...] = ("clean", "trigger") if ctx.forget_triggered else ("clean",)
+    return [(split, view) for split in dict.fromkeys(splits) for view in views]
+
+
 # fitted Shokri attacks of this process, oldest first (key: see MembershipCheck._fit_shokri)
 _SHOKRI_ATTACKS: dict[str, Any] = {}
 _SHOKRI_CACHE_SIZE = 4
@@ -452,46 +472,34 @@ class MembershipCheck(Check):
     evidence = MembershipEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
-        from unlearn_audit.functional.mia import loss_threshold_scores, shokri_features
 
         bank = ctx.shadows
         assert bank is not None
         nonmember_split, unseen_of = self._nonmembers(ctx)
         attack = self._fit_shokri(ctx)
         roles = ctx.roles()
-        attacks: dict[str, dict[str, AttackResult]] = {attack_name: {} for attack_name in ATTACKS}
-        lira_forget: dict[str, np.ndarray] = {}
-        for role, model in roles:
-            forget, unseen = ctx.outputs(model, "forget"), unseen_of(model)
-            scores = {
-                "shokri": (
-                    attack.score(shokri_features(forget.probs, forget.labels), forget.labels),
-                    attack.score(shokri_features(unseen.probs, unseen.labels), unseen.labels),
-                ),
-                "lira": self._lira(ctx, model, role, unseen_of),
-                "rmia": self._rmia(ctx, model, role, unseen_of),
-                "loss": (
-                    loss_threshold_scores(forget.losses),
-                    loss_threshold_scores(unseen.losses),
-                ),
-            }
-            lira_forget[role] = scores["lira"][0]
-            for name, (members, nonmembers) in scores.items():
-                attacks[name][role] = _attack_result(members, nonmembers, ctx.config.seed)
-            attacks["shokri"][role] = dataclasses.replace(
-                attacks["shokri"][role], member_rate=rate(scores["shokri"][0] > 0.5)
-            )
-        if ctx.forget_triggered:
-            attacks[AS_TRAINED] = {
-                role: _attack_result(*self._lira_as_trained(ctx, model, role), ctx.config.seed)
-                for role, model in roles
-            }
+        per_role = {
+            role: self._role_attacks(ctx, role, model, attack, unseen_of) for role, model in roles
+        }
+        attacks = {
+            name: {role: found.attacks[name] for role, found in per_role.items()}
+            for name in (*ATTACKS, *([AS_TRAINED] if ctx.forget_triggered else []))
+        }
+        lira_forget = {
+            role: np.array([np.nan if s is None else s for s in found.lira_forget], dtype=float)
+            for role, found in per_role.items()
+        }
         evidence = MembershipEvidence(
             attacks=attacks,
             nonmembers=nonmember_split,
             shadows=len(bank.models),
             most_exposed_forget=self._exposed(ctx, lira_forget),
-            retain_exposure=self._retain_exposure(ctx, roles),
+            retain_exposure=RetainExposure(
+                nonmembers=Read("unseen_retain").splits(
+                    ctx.splits.names(), ctx.splits.request.kind
+                )[0],
+                lira={role: found.retain for role, found in per_role.items()},
+            ),
         )
         notes = _shadow_notes(ctx)
         if not any(is_reference(role) for role, _ in roles):
@@ -613,24 +621,79 @@ class MembershipCheck(Check):
             self._lira_scores(model, outs, unseen_of),
         )
 
-    def _retain_exposure(
-        self, ctx: AuditContext, roles: list[tuple[str, LoadedModel]]
-    ) -> RetainExposure:
-        """Offline LiRA on retain against unseen samples of the same classes, with the shadows
-        as out models (the references trained on retain: they are "in"), per model."""
+    def _role_attacks(
+        self,
+        ctx: AuditContext,
+        role: str,
+        model: LoadedModel,
+        attack: Any,
+        unseen_of: Callable[[LoadedModel], Outputs],
+    ) -> _RoleAttacks:
+        """Every attack on one model: the original's and each reference's are kept in the store
+        (see :meth:`AuditContext.kept`: they depend on their outputs, the out models', the
+        shadows' members, the request and trigger and the attacks' settings and code)."""
+        from unlearn_audit._codec import from_json, to_json
+
+        def compute() -> _RoleAttacks:
+            from unlearn_audit.functional.mia import loss_threshold_scores, shokri_features
+
+            forget, unseen = ctx.outputs(model, "forget"), unseen_of(model)
+            shokri = (
+                attack.score(shokri_features(forget.probs, forget.labels), forget.labels),
+                attack.score(shokri_features(unseen.probs, unseen.labels), unseen.labels),
+            )
+            scores = {
+                "shokri": shokri,
+                "lira": self._lira(ctx, model, role, unseen_of),
+                "rmia": self._rmia(ctx, model, role, unseen_of),
+                "loss": (
+                    loss_threshold_scores(forget.losses),
+                    loss_threshold_scores(unseen.losses),
+                ),
+            }
+            if ctx.forget_triggered:
+                scores[AS_TRAINED] = self._lira_as_trained(ctx, model, role)
+            results = {
+                name: _attack_result(members, nonmembers, ctx.config.seed)
+                for name, (members, nonmembers) in scores.items()
+            }
+            results["shokri"] = dataclasses.replace(
+                results["shokri"], member_rate=rate(shokri[0] > 0.5)
+            )
+            return _RoleAttacks(
+                attacks=results,
+                lira_forget=to_json(scores["lira"][0]),
+                retain=self._retain_exposure(ctx, model),
+            )
+
+        from unlearn_audit._hashing import code_fingerprint, fingerprint_ids
+        from unlearn_audit.functional import mia, stats
+
+        bank = ctx.shadows
+        assert bank is not None
+        stored = ctx.kept(
+            "membership_results",
+            [model, *self._out_models(ctx, role)],
+            _role_reads(ctx),
+            lambda: to_json(compute()),
+            shadow_members=[fingerprint_ids(ids) for ids in bank.in_ids],
+            forget_classes=[int(c) for c in ctx.splits.forget_classes],
+            trigger=ctx.trigger.to_dict() if ctx.forget_triggered and ctx.trigger else None,
+            settings=[BOOTSTRAP_RESAMPLES, list(FPRS), ROC_POINTS],
+            code=code_fingerprint(__file__, mia.__file__, stats.__file__),
+        )
+        return from_json(_RoleAttacks, stored)  # type: ignore[no-any-return]
+
+    def _retain_exposure(self, ctx: AuditContext, model: LoadedModel) -> AttackResult:
+        """Offline LiRA of ``model`` on retain against unseen samples of the same classes, with
+        the shadows as out models (the references trained on retain: they are "in")."""
         bank = ctx.shadows
         assert bank is not None
         (unseen,) = Read("unseen_retain").splits(ctx.splits.names(), ctx.splits.request.kind)
-        return RetainExposure(
-            nonmembers=unseen,
-            lira={
-                role: _attack_result(
-                    self._lira_scores(model, bank.models, _reader(ctx, "retain")),
-                    self._lira_scores(model, bank.models, _reader(ctx, unseen)),
-                    ctx.config.seed,
-                )
-                for role, model in roles
-            },
+        return _attack_result(
+            self._lira_scores(model, bank.models, _reader(ctx, "retain")),
+            self._lira_scores(model, bank.models, _reader(ctx, unseen)),
+            ctx.config.seed,
         )
 
     def _lira_as_trained(

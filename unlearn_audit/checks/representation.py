@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -48,6 +49,7 @@ _ROLE_REMEDY = {
     "reference": "the reference (--reference-arch)",
 }
 MAX_CKA_SAMPLES = 1000
+CKA_SPLITS = ("forget", "retain")
 
 
 @dataclass(frozen=True)
@@ -254,20 +256,34 @@ class RepresentationCheck(Check):
         from unlearn_audit.functional.representation import linear_cka
 
         rng = np.random.default_rng(ctx.config.seed)
-        result: dict[str, dict[str, float]] = {}
-        for split in ("forget", "retain"):
-            base = ctx.outputs(ctx.original, split).features
-            assert base is not None
-            keep = np.arange(len(base))
-            if len(keep) > MAX_CKA_SAMPLES:
-                keep = np.sort(rng.choice(keep, size=MAX_CKA_SAMPLES, replace=False))
-            for role, model in roles:
-                if role == "original":
-                    continue
+        keep: dict[str, np.ndarray] = {}
+        for split in CKA_SPLITS:
+            keep[split] = np.arange(len(ctx.splits.get(split)))
+            if len(keep[split]) > MAX_CKA_SAMPLES:
+                chosen = rng.choice(keep[split], size=MAX_CKA_SAMPLES, replace=False)
+                keep[split] = np.sort(chosen)
+
+        def cka(model: LoadedModel) -> dict[str, Any]:
+            found = {}
+            for split in CKA_SPLITS:
                 features = ctx.outputs(model, split).features
-                assert features is not None
-                result.setdefault(role, {})[split] = linear_cka(features[keep], base[keep])
-        return result
+                base = ctx.outputs(ctx.original, split).features
+                assert features is not None and base is not None
+                found[split] = linear_cka(features[keep[split]], base[keep[split]])
+            return found
+
+        return {
+            role: ctx.kept(
+                "cka",
+                [model, ctx.original],
+                [(split, "clean") for split in CKA_SPLITS],
+                partial(cka, model),
+                max_samples=MAX_CKA_SAMPLES,
+                code=_code(),
+            )
+            for role, model in roles
+            if role != "original"
+        }
 
     def _probe(
         self, ctx: AuditContext, roles: list[tuple[str, Any]]
@@ -301,28 +317,23 @@ class RepresentationCheck(Check):
                     values[f"k{shots}"] = value
                 return values
 
-            if role == "unlearned":
-                detail[role] = probes()
-            else:  # the original's and a reference's probes do not change between audits
-                detail[role] = ctx.store.get_or_compute("probes", _probe_key(ctx, model), probes)
+            detail[role] = ctx.kept(
+                "probes",
+                [model],
+                [("population", "clean"), ("test", "clean")],
+                probes,
+                classes=[int(c) for c in ctx.splits.forget_classes],
+                shots=list(SHOTS),
+                draws=DRAWS,
+                code=_code(),
+            )
             summary[role] = float(np.mean(list(detail[role].values())))
         return summary, detail, "forget-class recall" if classes else "accuracy"
 
 
-def _probe_key(ctx: AuditContext, model: LoadedModel) -> dict[str, Any]:
-    """Everything a stored few-shot probe depends on: the model's stored outputs (weights,
-    data, ids, layers, code), the classes, the probe's settings and its code."""
+def _code() -> str:
+    """Fingerprint of the code behind the check's stored results."""
     from unlearn_audit._hashing import code_fingerprint
     from unlearn_audit.functional import representation
 
-    return {
-        "outputs": [
-            ctx.collector.entry(model, ctx.splits.fingerprints[split], "clean")
-            for split in ("population", "test")
-        ],
-        "classes": [int(c) for c in ctx.splits.forget_classes],
-        "shots": list(SHOTS),
-        "draws": DRAWS,
-        "seed": ctx.config.seed,
-        "code": code_fingerprint(__file__, representation.__file__),
-    }
+    return code_fingerprint(__file__, representation.__file__)
