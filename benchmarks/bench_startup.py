@@ -25,7 +25,7 @@ def _run(args: list[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if done.returncode not in (0, 3, 4):  # 3 and 4 are verdicts, not errors
+    if done.returncode not in (0, 3, 4, 5):  # 3 to 5 are outcomes, not errors
         raise SystemExit(f"error: {' '.join(args)} exited {done.returncode}: {done.stderr[-500:]}")
     return seconds
 

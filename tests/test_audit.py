@@ -230,7 +230,11 @@ def test_class_request_original_fails_and_retrained_passes(
     assert _verdicts(after)["utility_kept"] == "PASS"
     assert _verdicts(before)["knowledge_removed"] == "FAIL"
     assert _verdicts(after)["knowledge_removed"] != "FAIL"
-    assert not before.passed and after.passed
+    # the membership check is left out: its claim applies but is not judged, so the retrained
+    # model's audit is partial, never a pass
+    assert before.outcome == "FAIL" and after.outcome == "PARTIAL"
+    assert [v.claim for v in after.unjudged] == ["no_membership_leak"]
+    assert not before.passed and not after.passed
     cka = _evidence(after, "representation", RepresentationEvidence).cka
     assert cka["reference"]["retain"] > cka["reference"]["forget"] + 0.05
     # Tug-of-War against the reference: the original keeps the class (forget accuracy 1 vs 0),

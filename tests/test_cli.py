@@ -463,11 +463,12 @@ def test_audit_end_to_end_on_trained_checkpoints(
     with monkeypatch.context() as worker:  # the report written by the report worker
         worker.setenv("UNLEARN_AUDIT_REPORT_WORKER", "1")
         code = main([*argv, "--unlearned", "retrained.safetensors", "--out", "good"])
-    assert code == 0, capsys.readouterr().err
+    assert code == 5, capsys.readouterr().err  # partial: two checks only
     out = capsys.readouterr().out
     assert "forgotten            PASS" in out and "wrote good/result.json" in out
     result = AuditResult.load(workdir / "good" / "result.json")
-    assert result.passed and result.checks["divergence"].status == "ok"
+    assert result.outcome == "PARTIAL" and result.checks["divergence"].status == "ok"
+    assert {v.status for v in result.verdicts if v not in result.unjudged} <= {"PASS", "N/A"}
     assert result.models["unlearned"]["source"] == "retrained.safetensors"
     assert "wrote good/report.html" in out and "wrote good/report.pdf" in out
     assert (workdir / "good" / "report.pdf").read_bytes().startswith(b"%PDF")
@@ -573,8 +574,8 @@ def test_audit_with_given_reference_policy_and_trigger(
         "--no-pdf",
         *common,
     ]
-    # without the trigger the backdoor goes unseen and no claim fails
-    assert main([*base, "--out", "a"]) == 0
+    # without the trigger the backdoor goes unseen and no claim fails (partial: two checks)
+    assert main([*base, "--out", "a"]) == 5
     result = AuditResult.load(workdir / "a" / "result.json")
     assert result.checks["backdoor"].status == "na"
     assert main([*base, "--trigger", "t.json", "--out", "b"]) == 3
@@ -591,7 +592,7 @@ def test_audit_with_given_reference_policy_and_trigger(
     assert forgotten.status == "FAIL" and "as trained" in forgotten.evidence
     built = result.config["models_built"]
     assert (built["trained"], built["reused"], built["given_references"]) == (0, 0, 1)
-    assert main([*base, "--trigger", "t.json", "--policy", "lenient.toml", "--out", "c"]) == 0
+    assert main([*base, "--trigger", "t.json", "--policy", "lenient.toml", "--out", "c"]) == 5
     result = AuditResult.load(workdir / "c" / "result.json")
     assert {v.claim: v.status for v in result.verdicts}["backdoor_removed"] == "PASS"
     assert result.config["policy"] == "lenient.toml"

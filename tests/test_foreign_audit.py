@@ -218,7 +218,7 @@ def test_a_recipe_that_contradicts_the_recorded_one_needs_override(
     assert code == 1 and "contradicts the one recorded" in err and "lr 0.5 vs 0.05" in err
     assert "--override-recipe" in err
     code, _, err = _run([*base, str(tmp_path / "b"), "--override-recipe"], capsys)
-    assert code == 0, err
+    assert code == 5, err  # partial: one check
     result = _result(tmp_path / "b")
     assert result["config"]["recipe"]["lr"] == 0.5
     assert result["record"]["recipe"]["source"] == "given"
@@ -238,7 +238,7 @@ def test_a_wrapped_unlearned_model_loads_with_its_own_arch(
     out = tmp_path / "roles"
     argv = _audit(files, out, *common, "--unlearned-arch", MASKED_ARCH, unlearned="masked")
     code, _, err = _run(argv, capsys)
-    assert code in (0, 3), err
+    assert code in (0, 3, 5), err
     result = _result(out)
     assert result["models"]["unlearned"]["original_tensors_kept"] == [6, 6]
     assert (
@@ -277,7 +277,7 @@ def test_a_torchscript_original_with_arch_trains_its_references(
     forgotten = _verdict(_result(tmp_path / "no-arch"), "forgotten")
     assert (forgotten["status"], forgotten["cause"]) == ("INCONCLUSIVE", "unjudgeable")
     code, _, _ = _run([*base, str(tmp_path / "arch"), "--arch", ARCH], capsys)
-    assert code in (0, 3)
+    assert code in (0, 3, 5)
     result = _result(tmp_path / "arch")
     assert result["models"]["reference"]["arch"] == ARCH
     assert result["models"]["reference"]["origin"] == "trained by the audit"
@@ -350,7 +350,7 @@ def test_a_torchscript_original_is_read_with_arch_after_a_run_that_could_not_rea
     assert code == 4 and "--arch" in stdout.splitlines()[0]
     assert _result(tmp_path / "a")["checks"]["representation"]["status"] != "ok"
     code, _, _ = _run([*argv, "--out", str(tmp_path / "b"), "--arch", ARCH], capsys)
-    assert code in (0, 3)
+    assert code in (0, 3, 5)
     assert _result(tmp_path / "b")["checks"]["representation"]["status"] == "ok"
 
 
@@ -370,13 +370,62 @@ def test_a_fake_that_behaves_on_noise_is_caught_on_real_data(
 # --- exit codes and identical models ------------------------------------------------------------
 
 
-def test_exit_zero_when_every_claim_passes(
+def _left_out_as_inapplicable(monkeypatch: pytest.MonkeyPatch, utility: str = "PASS") -> None:
+    """Wrap the audit's judge: the claims ``--checks`` left out read "not applicable" (as if
+    the request had nothing for them to judge), and utility_kept gets ``utility``; so a quick
+    run's outcome is that verdict's alone."""
+    import unlearn_audit.policy as policy_module
+
+    judge = policy_module.judge
+
+    def judged(*args: Any, **kwargs: Any) -> list[Any]:
+        verdicts = judge(*args, **kwargs)
+        for verdict in verdicts:
+            if verdict.cause == "not_run":
+                verdict.cause = "not_applicable"
+            if verdict.claim == "utility_kept":
+                verdict.status = utility
+        return verdicts
+
+    monkeypatch.setattr("unlearn_audit.pipeline.judge", judged)
+
+
+def test_a_partial_audit_is_said_first_and_never_a_pass(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Claims that apply but that the audit was set not to judge (here: no shadow models, and
+    only the accuracy check) make the outcome PARTIAL, named first, exit 5: absence of
+    evidence is not a pass."""
     policy = tmp_path / "lenient.toml"
     policy.write_text("[utility_kept]\npass = 1.0\nwarn = 1.0\n")
-    common = _quick(files)
-    common += ["--checks", "accuracy", "--policy", str(policy)]
+    common = [*_quick(files), "--checks", "accuracy", "--policy", str(policy)]
+    code, stdout, _ = _run(_audit(files, tmp_path / "a", *common), capsys)
+    assert code == 5, stdout
+    first, second = stdout.splitlines()[:2]
+    assert first.startswith("PARTIAL: 2 claims that apply were not judged, by this audit's")
+    assert "no_membership_leak" in first and "knowledge_removed" in first
+    assert "backdoor_removed" not in first, "no trigger: it does not apply"
+    assert "Only forgotten, utility_kept were judged" in first
+    assert second == "outcome: PARTIAL"
+    result = AuditResult.load(tmp_path / "a" / "result.json")
+    assert result.outcome == "PARTIAL" and not result.passed
+    assert [v.claim for v in result.unjudged] == ["no_membership_leak", "knowledge_removed"]
+    assert {v.claim: v.status for v in result.verdicts}["forgotten"] == "PASS"
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert html.index("PARTIAL: 2 claims") < html.index('id="verdicts"')
+    assert "2 not judged by this audit's settings, 1 not applicable" in html
+    code, _, _ = _run(_audit(files, tmp_path / "b", *common, "--fail-on", "inconclusive"), capsys)
+    assert code == 3
+
+
+def test_exit_zero_when_every_claim_passes(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _left_out_as_inapplicable(monkeypatch)
+    common = [*_quick(files), "--checks", "accuracy"]
     code, stdout, _ = _run(_audit(files, tmp_path / "a", *common), capsys)
     assert code == 0, stdout
     assert stdout.startswith("outcome: PASS")  # no headline
@@ -404,21 +453,8 @@ def test_fail_on_warn_turns_a_warning_into_exit_3(
 ) -> None:
     """How --fail-on maps a warning: the audit runs for real, its utility verdict is turned into
     a WARN (the judge is wrapped), and the exit code follows."""
-    import unlearn_audit.policy as policy_module
-
-    def warn_utility(*args: Any, **kwargs: Any) -> list[Any]:
-        verdicts = judge(*args, **kwargs)
-        for verdict in verdicts:
-            if verdict.claim == "utility_kept":
-                verdict.status = "WARN"
-        return verdicts
-
-    judge = policy_module.judge
-    monkeypatch.setattr("unlearn_audit.pipeline.judge", warn_utility)
+    _left_out_as_inapplicable(monkeypatch, utility="WARN")
     common = [*_quick(files), "--checks", "accuracy"]
-    policy = tmp_path / "lenient.toml"
-    policy.write_text("[utility_kept]\npass = 1.0\nwarn = 1.0\n")
-    common += ["--policy", str(policy)]
     code, stdout, _ = _run(_audit(files, tmp_path / "a", *common), capsys)
     assert code == 0 and stdout.startswith("outcome: WARN")
     code, _, _ = _run(_audit(files, tmp_path / "b", *common, "--fail-on", "warn"), capsys)
@@ -438,6 +474,9 @@ def test_exit_codes_table() -> None:
         ("WARN", "warn"): 3,
         ("INCONCLUSIVE", "warn"): 3,
         ("PASS", "warn"): 0,
+        ("PARTIAL", "fail"): 5,
+        ("PARTIAL", "inconclusive"): 3,
+        ("PARTIAL", "warn"): 3,
     }
     for (outcome, fail_on), code in table.items():
         assert audit_exit_code(outcome, fail_on) == code, (outcome, fail_on)

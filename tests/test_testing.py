@@ -344,6 +344,26 @@ def test_assert_passed_shows_every_verdict() -> None:
     assert "utility_kept: drop" not in message, "evidence only for the failed claims"
     empty = _failure(assert_passed, _result(verdicts=verdicts[2:]))
     assert "missing evidence: no claim was judged (no_membership_leak: the membership" in empty
+    # a claim that applies but that the audit was set not to judge: never a pass
+    skipped = _verdict(
+        "no_membership_leak",
+        "N/A",
+        evidence="no shadow bank: the quick profile trains no shadow models",
+        cause="not_run",
+        remedy="give shadow models with --shadow and --shadow-members",
+    )
+    partial = _result(verdicts=[*verdicts[1:2], skipped])
+    assert partial.outcome == "PARTIAL" and not partial.passed
+    message = _failure(assert_passed, partial)
+    assert message.startswith(
+        "assert_passed: 1 claims that apply were not judged, by the audit's settings "
+        "(no_membership_leak): absence of evidence is not a pass."
+    )
+    assert "remedy for no_membership_leak: give shadow models with --shadow" in message
+    # one that does not apply (no trigger, a class-level claim on a sample request) is no gap
+    inapplicable = _verdict("backdoor_removed", "N/A", cause="not_applicable")
+    assert_passed(_result(verdicts=[*verdicts[1:2], inapplicable]))
+    assert _result(verdicts=[*verdicts[1:2], inapplicable]).outcome == "WARN"
 
 
 def test_table_columns_line_up() -> None:

@@ -443,7 +443,7 @@ def audit(
         timings["null_audit"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    verdicts = judge(results, splits.request.kind, policy, missing=ctx.missing)
+    verdicts = judge(_judgeable(ctx, results), splits.request.kind, policy, missing=ctx.missing)
     models = _describe_models(ctx)
     ctx.notes.extend(_readability_notes(ctx, results))
     timings["judge"] = time.perf_counter() - start
@@ -521,7 +521,9 @@ def _null_audit(
     return NullAudit(
         stands_in=reference_role(0),
         yardstick=[reference_role(i) for i in range(1, len(ctx.references))],
-        verdicts=judge(results, ctx.splits.request.kind, policy, missing=null.missing),
+        verdicts=judge(
+            _judgeable(null, results), ctx.splits.request.kind, policy, missing=null.missing
+        ),
     )
 
 
@@ -881,12 +883,22 @@ def _unmet(
             name, f"the {ctx.config.profile} profile trains nothing", cause="not_run"
         )
     if needs.trigger and ctx.trigger is None:
-        return CheckResult.not_applicable(
-            name,
-            "no backdoor trigger: train the original with --backdoor or give --trigger",
-            cause="not_applicable",
-        )
+        return CheckResult.not_applicable(name, _NO_TRIGGER, cause="not_applicable")
     return None
+
+
+_NO_TRIGGER = "no backdoor trigger: train the original with --backdoor or give --trigger"
+
+
+def _judgeable(ctx: AuditContext, results: dict[str, CheckResult]) -> dict[str, CheckResult]:
+    """``results``, and for each check left out of the audit (``--checks``) that would not
+    apply to it anyway (the backdoor check without a trigger), its N/A result: its claims then
+    read "not applicable", not "not judged by the audit's settings"."""
+    found = dict(results)
+    for name in CHECKS.names():
+        if name not in found and CHECKS.get(name).needs.trigger and ctx.trigger is None:
+            found[name] = CheckResult.not_applicable(name, _NO_TRIGGER, cause="not_applicable")
+    return found
 
 
 def _run_check(ctx: AuditContext, name: str) -> CheckResult:

@@ -99,22 +99,34 @@ class AuditResult:
     @property
     def outcome(self) -> str:
         """``FAIL`` when a claim failed; else ``INCONCLUSIVE`` when an applicable claim could
-        not be judged; else ``WARN`` when one warned; else ``PASS``."""
+        not be judged from these models; else ``PARTIAL`` when an applicable claim was not
+        judged because the audit was set not to gather its evidence (``--profile quick``,
+        ``--checks``); else ``WARN`` when one warned; else ``PASS``. Absence of evidence is
+        never a pass."""
         statuses = {v.status for v in self.verdicts}
-        for outcome in ("FAIL", "INCONCLUSIVE", "WARN"):
+        for outcome in ("FAIL", "INCONCLUSIVE"):
             if outcome in statuses:
                 return outcome
-        return "PASS"
+        if self.unjudged or all(v.status == "N/A" for v in self.verdicts):
+            return "PARTIAL"
+        return "WARN" if "WARN" in statuses else "PASS"
 
     @property
     def passed(self) -> bool:
-        """No claim failed and none was inconclusive (warnings pass)."""
+        """Every claim that applies was judged, and none failed (warnings pass)."""
         return self.outcome in ("PASS", "WARN")
 
     @property
     def inconclusive(self) -> list[Verdict]:
         """The claims that apply but could not be judged from these models."""
         return [v for v in self.verdicts if v.status == "INCONCLUSIVE"]
+
+    @property
+    def unjudged(self) -> list[Verdict]:
+        """The claims that apply to the request but were not judged, because the audit was set
+        not to gather their evidence (a profile that trains no references or shadows, a
+        subset of checks): N/A by the audit's settings, not by the request."""
+        return [v for v in self.verdicts if v.status == "N/A" and v.cause == "not_run"]
 
     @property
     def identical(self) -> bool:
@@ -166,6 +178,17 @@ class AuditResult:
             if verdict.remedy:
                 line += f" Remedy: {verdict.remedy}."
             lines.append(line)
+        if self.unjudged:
+            skipped = "; ".join(f"{v.claim} ({v.evidence})" for v in self.unjudged)
+            judged = [v.claim for v in self.verdicts if v.status in ("PASS", "WARN", "FAIL")]
+            lines.append(
+                f"PARTIAL: {len(self.unjudged)} claims that apply were not judged, by this "
+                f"audit's settings: {skipped}. Only {', '.join(judged) or 'no claim'} "
+                f"{'was' if len(judged) == 1 else 'were'} judged, so this audit does not show "
+                "that the data was forgotten. Remedy: the standard profile (the default; it "
+                "trains references and shadow models), or give them (--reference, --shadow), "
+                "and every check."
+            )
         if self.uncalibrated:
             assert self.null_audit is not None
             statuses = ", ".join(

@@ -598,12 +598,14 @@ def _verdict_row(verdict: Verdict) -> _Row:
 
 @_evidence_on_failure
 def assert_passed(result: ResultLike) -> None:
-    """Assert that no claim of the audit FAILed or was INCONCLUSIVE, as the policy judged it.
+    """Assert that every claim that applies was judged and none FAILed, as the policy judged it.
 
     Unlike the other helpers this reads the policy's own verdicts, which FAIL only when the
-    evidence is clear (a WARN passes here). A claim that applies but could not be judged from
-    the models (INCONCLUSIVE: absence of evidence is not a pass) fails, and so does an audit
-    that judged no claim at all (every verdict N/A).
+    evidence is clear (a WARN passes here). Absence of evidence is not a pass: a claim that
+    applies but could not be judged from the models (INCONCLUSIVE) fails, so does one the audit
+    was set not to judge (a ``quick`` profile, a subset of checks: the outcome ``PARTIAL``;
+    assert that claim's own helper instead when that is what the test means), and so does an
+    audit that judged no claim at all (every verdict N/A).
 
     Args:
         result: An :class:`~unlearn_audit.results.AuditResult` or the path to its JSON.
@@ -620,6 +622,14 @@ def assert_passed(result: ResultLike) -> None:
         raise _missing(helper, f"no claim was judged ({reasons}).")
     failed = [v.claim for v in verdicts if v.status == "FAIL"]
     inconclusive = [v for v in verdicts if v.status == "INCONCLUSIVE"]
+    unjudged = audit_result.unjudged
+    if not failed and not inconclusive and unjudged:
+        summary = (
+            f"{len(unjudged)} claims that apply were not judged, by the audit's settings "
+            f"({', '.join(v.claim for v in unjudged)}): absence of evidence is not a pass."
+        )
+        hints = [f"remedy for {v.claim}: {v.remedy}" for v in unjudged if v.remedy]
+        raise AssertionError(_message(helper, summary, [_verdict_row(v) for v in verdicts], hints))
     if not failed and not inconclusive:
         return
     summary = f"{len(failed)} of {len(verdicts)} claims failed ({', '.join(failed)})."

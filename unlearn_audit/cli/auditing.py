@@ -21,6 +21,7 @@ from unlearn_audit.cli.options import (
 
 EXIT_FAILED = 3
 EXIT_INCONCLUSIVE = 4
+EXIT_PARTIAL = 5
 
 
 def audit_exit_code(outcome: str, fail_on: str = "fail") -> int:
@@ -29,6 +30,8 @@ def audit_exit_code(outcome: str, fail_on: str = "fail") -> int:
         return EXIT_FAILED
     if outcome == "INCONCLUSIVE":
         return EXIT_FAILED if fail_on in ("inconclusive", "warn") else EXIT_INCONCLUSIVE
+    if outcome == "PARTIAL":
+        return EXIT_FAILED if fail_on in ("inconclusive", "warn") else EXIT_PARTIAL
     if outcome == "WARN" and fail_on == "warn":
         return EXIT_FAILED
     return 0

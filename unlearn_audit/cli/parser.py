@@ -399,8 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         default="standard",
         choices=("quick", "standard", "full"),
-        help="quick trains nothing; standard (default) adds membership and "
-        "relearn; full has more shadows and references",
+        help="quick trains nothing (without --reference and --shadow the claims that need "
+        "them are not judged: outcome PARTIAL, exit 5); standard (default) adds membership "
+        "and relearn; full has more shadows and references",
     )
     options.add_argument("--checks", metavar="A,B", help="only these checks (default: all)")
     options.add_argument(
@@ -430,8 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-on",
         choices=("fail", "inconclusive", "warn"),
         default="fail",
-        help="lowest outcome that exits 3: fail (default; inconclusive exits 4), "
-        "inconclusive, or warn (a warning or an inconclusive claim exits 3 too)",
+        help="lowest outcome that exits 3: fail (default; inconclusive exits 4, partial 5), "
+        "inconclusive (inconclusive and partial exit 3 too), or warn (a warning as well)",
     )
     options.add_argument(
         "--trigger",

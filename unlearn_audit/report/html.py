@@ -112,6 +112,7 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
             if v.claim in null_verdicts
             else "—",
             "uncalibrated": v.claim in result.uncalibrated,
+            "unjudged": v in result.unjudged,
         }
         for v in result.verdicts
     ]
@@ -128,8 +129,11 @@ def build_context(result: AuditResult, figures: dict[str, str]) -> dict[str, Any
         "null_audit": null,
         "uncalibrated": result.uncalibrated,
         "counts": {
-            s: sum(v.status == s for v in result.verdicts)
-            for s in ("PASS", "WARN", "FAIL", "INCONCLUSIVE", "N/A")
+            **{
+                s: sum(v.status == s for v in result.verdicts)
+                for s in ("PASS", "WARN", "FAIL", "INCONCLUSIVE", "N/A")
+            },
+            "unjudged": len(result.unjudged),
         },
         "claims": {v.claim: v.statement for v in result.verdicts},
         "threat_model": THREAT_MODEL,
