@@ -958,6 +958,35 @@ def test_bad_inputs(
         )
 
 
+def test_references_that_cannot_be_the_yardstick_are_refused(
+    digits: Dataset,
+    class_splits: Splits,
+    original: LoadedModel,
+    retrained: LoadedModel,
+    masked: LoadedModel,
+) -> None:
+    """A given reference that is the original or the unlearned model (every gap zero by
+    construction), one given twice (the null audit would judge a model against itself), or one
+    that records training on the original's members is refused before anything runs."""
+    common = {"dataset": digits, "request": class_splits, "profile": "quick"}
+    cases = [
+        (masked, [original], "the reference is the original itself"),
+        (retrained, [retrained], "the reference is the unlearned model itself"),
+        (masked, [retrained, retrained], "the reference_2 is the same model as the reference"),
+    ]
+    for unlearned, references, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            audit(original=original, unlearned=unlearned, references=references, **common)
+    # trained on every member with another seed: a different model, but it saw the forget set
+    seen = train_classifier(digits, arch="small-cnn", recipe=Recipe(epochs=1), progress=False)
+    assert seen.info.members_fingerprint == class_splits.members_fingerprint
+    with pytest.raises(ConfigError, match=r"trained on the original's members .* forget set"):
+        audit(original=original, unlearned=masked, references=[seen], **common)
+    # the reference retrained without the forget set is taken
+    result = audit(original=original, unlearned=masked, references=[retrained], **common)
+    assert result.config["models_built"]["given_references"] == 1
+
+
 def test_result_json_round_trip(
     digits: Dataset,
     class_splits: Splits,

@@ -34,7 +34,8 @@ MASKED_ARCH = "tests.foreign_arch:masked_tiny"
 
 @pytest.fixture(scope="module")
 def files(digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The owner's files: an original and a model retrained without class 3 (state_dicts,
+    """The owner's files: an original and two models retrained without class 3 (seeds 1 and 2:
+    the first is audited, the second its reference; state_dicts,
     trained with plain PyTorch and OWNER_RECIPE on raw [0, 1] pixels), their TorchScript
     exports, a logit-mask fake in both formats, and the recipe as TOML."""
     folder = tmp_path_factory.mktemp("owner")
@@ -46,21 +47,27 @@ def files(digits: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     original = train_plain(TinyNet(10, digits.input_shape), x, y, seed=0)
     torch.manual_seed(1)
     retrained = train_plain(TinyNet(10, digits.input_shape), x_retain, y_retain, seed=1)
+    torch.manual_seed(2)
+    retrained_2 = train_plain(TinyNet(10, digits.input_shape), x_retain, y_retain, seed=2)
     paths = {
         "original": folder / "original.pt",
         "retrained": folder / "retrained.pt",
+        "retrained_2": folder / "retrained_2.pt",
         "masked": folder / "masked.pt",
         "original_ts": folder / "original_ts.pt",
         "retrained_ts": folder / "retrained_ts.pt",
+        "retrained_2_ts": folder / "retrained_2_ts.pt",
         "masked_ts": folder / "masked_ts.pt",
         "corner_ts": folder / "corner_ts.pt",
         "recipe": folder / "recipe.toml",
     }
     torch.save(original.state_dict(), paths["original"])
     torch.save(retrained.state_dict(), paths["retrained"])
+    torch.save(retrained_2.state_dict(), paths["retrained_2"])
     torch.save(LogitMask(original, 10).state_dict(), paths["masked"])
     torch.jit.save(torch.jit.script(original), paths["original_ts"])
     torch.jit.save(torch.jit.script(retrained), paths["retrained_ts"])
+    torch.jit.save(torch.jit.script(retrained_2), paths["retrained_2_ts"])
     torch.jit.save(torch.jit.script(LogitMask(original, 10)), paths["masked_ts"])
     torch.jit.save(torch.jit.script(CornerMask(original, 10)), paths["corner_ts"])
     lines = [f"{k} = {json.dumps(v)}" for k, v in OWNER_RECIPE.items()]
@@ -97,8 +104,8 @@ def _audit(
 
 
 def _quick(files: dict[str, Path]) -> list[str]:
-    """Train nothing: the owner's retrained model is the reference."""
-    return ["--reference", str(files["retrained"]), "--profile", "quick"]
+    """Train nothing: the owner's second retrained model is the reference."""
+    return ["--reference", str(files["retrained_2"]), "--profile", "quick"]
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -341,7 +348,7 @@ def test_a_torchscript_original_is_read_with_arch_after_a_run_that_could_not_rea
     import unlearn_audit.models.layers as layers
 
     argv = ["audit", "--original", str(files["original_ts"]), "--unlearned"]
-    argv += [str(files["retrained_ts"]), "--reference", str(files["retrained_ts"])]
+    argv += [str(files["retrained_ts"]), "--reference", str(files["retrained_2_ts"])]
     argv += ["--forget-class", "3", "--normalize", "none", "--profile", "quick", "--no-pdf"]
     argv += ["--checks", "representation", "--quiet", "--cache-dir", str(tmp_path / "store")]
     with monkeypatch.context() as patch:  # as for a network that is not a chain of layers
@@ -497,7 +504,7 @@ def test_the_record_is_in_the_json_the_html_and_the_pdf(
     import pypdf
 
     out = tmp_path / "record"
-    argv = _audit(files, out, "--reference", str(files["retrained"]), "--profile", "quick")
+    argv = _audit(files, out, "--reference", str(files["retrained_2"]), "--profile", "quick")
     argv.remove("--no-pdf")
     code, _, _ = _run(argv, capsys)
     assert code in (0, 3, 4)
@@ -512,7 +519,7 @@ def test_the_record_is_in_the_json_the_html_and_the_pdf(
     for role, name in (
         ("original", "original"),
         ("unlearned", "retrained"),
-        ("reference", "retrained"),
+        ("reference", "retrained_2"),
     ):
         digest = hashlib.sha256(files[name].read_bytes()).hexdigest()
         assert record["files"][role] == {"file": files[name].name, "sha256": digest}
@@ -548,6 +555,9 @@ def test_given_shadows_are_used_and_give_the_same_attack(
     reference = train_classifier(
         digits, member_ids=splits.retain, recipe=QUICK, seed=5, progress=False, role="reference"
     )
+    unlearned = train_classifier(
+        digits, member_ids=splits.retain, recipe=QUICK, seed=6, progress=False
+    )
     halves = shadow_member_ids(splits, digits.labels, 2, seed=0)
     first = Store(tmp_path / "first")
     shadows = [
@@ -565,7 +575,7 @@ def test_given_shadows_are_used_and_give_the_same_attack(
     ]
     options = {
         "original": quick_model,
-        "unlearned": reference,
+        "unlearned": unlearned,
         "dataset": digits,
         "request": splits,
         "references": [reference],
@@ -639,12 +649,14 @@ def test_audit_takes_plain_modules(digits: Dataset, files: dict[str, Path]) -> N
     from unlearn_audit.models.checkpoints import LoadedModel
 
     original, retrained = TinyNet(10, digits.input_shape), TinyNet(10, digits.input_shape)
+    reference = TinyNet(10, digits.input_shape)
     original.load_state_dict(torch.load(files["original"], weights_only=True))
     retrained.load_state_dict(torch.load(files["retrained"], weights_only=True))
+    reference.load_state_dict(torch.load(files["retrained_2"], weights_only=True))
     result = audit(
         original=original,
         unlearned=retrained,
-        references=[retrained],
+        references=[reference],
         dataset=digits,
         request=ForgetRequest.classes(3),
         profile="quick",

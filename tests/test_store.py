@@ -196,9 +196,9 @@ def test_a_relearn_curve_is_probed_once(
     }
     first = audit(unlearned=quick_model, **options)
     assert store.computed_hits == 0
-    second = audit(unlearned=reference, **options)
-    # the reference's relearn and feature-relearn curves, read as the reference's and, as it is
-    # also the unlearned model now, as the unlearned model's: probed once, in the first audit
+    second = audit(unlearned=quick_model, **options)
+    # the reference's relearn and feature-relearn curves and the unlearned model's, audited
+    # again: probed once, in the first audit
     assert store.computed_hits == 4
     for variant in ("relearn", "feature_relearn"):
         stored = _relearn(second).curves[variant]["reference"]

@@ -98,6 +98,36 @@ def _check_models(original: LoadedModel, others: dict[str, LoadedModel], splits:
         )
 
 
+def _check_references(
+    original: LoadedModel, unlearned: LoadedModel, references: list[LoadedModel], splits: Splits
+) -> None:
+    """Refuse given references that cannot stand for a model retrained without the forget
+    set: the original or the unlearned model itself (every gap would be zero by construction),
+    one given twice (the null audit would judge a model against itself), or one whose
+    checkpoint records that it trained on the original's members, forget set included."""
+    remedy = "give a model retrained without the forget set (or none: the audit trains them)"
+    seen: dict[str, str] = {}
+    for i, reference in enumerate(references):
+        role, fingerprint = reference_role(i), reference.fingerprint
+        for other, model in (("original", original), ("unlearned model", unlearned)):
+            if fingerprint == model.fingerprint:
+                raise ConfigError(
+                    f"the {role} is the {other} itself (fingerprint {fingerprint}), so it "
+                    f"cannot be the yardstick of a retrained model; {remedy}."
+                )
+        if fingerprint in seen:
+            raise ConfigError(
+                f"the {role} is the same model as the {seen[fingerprint]} (fingerprint "
+                f"{fingerprint}); give references trained with different seeds."
+            )
+        seen[fingerprint] = role
+        if len(splits.forget) and reference.info.members_fingerprint == splits.members_fingerprint:
+            raise ConfigError(
+                f"the {role} records that it was trained on the original's members "
+                f"(fingerprint {splits.members_fingerprint}), the forget set included; {remedy}."
+            )
+
+
 def resolve_recipe(
     original: LoadedModel,
     dataset: Dataset,
@@ -610,6 +640,7 @@ def _prepare(args: dict[str, Any]) -> tuple[AuditContext, Policy]:
         {"unlearned": unlearned} | {reference_role(i): r for i, r in enumerate(given)},
         splits,
     )
+    _check_references(original, unlearned, given, splits)
     shadow_bank = (
         _given_shadows(a.shadows, original, dataset, splits, a.normalization)
         if a.shadows is not None
