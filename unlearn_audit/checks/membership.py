@@ -472,7 +472,6 @@ class MembershipCheck(Check):
     evidence = MembershipEvidence
 
     def run(self, ctx: AuditContext) -> CheckResult:
-
         bank = ctx.shadows
         assert bank is not None
         nonmember_split, unseen_of = self._nonmembers(ctx)
@@ -633,6 +632,8 @@ class MembershipCheck(Check):
         (see :meth:`AuditContext.kept`: they depend on their outputs, the out models', the
         shadows' members, the request and trigger and the attacks' settings and code)."""
         from unlearn_audit._codec import from_json, to_json
+        from unlearn_audit._hashing import code_fingerprint, fingerprint_ids
+        from unlearn_audit.functional import mia, stats
 
         def compute() -> _RoleAttacks:
             from unlearn_audit.functional.mia import loss_threshold_scores, shokri_features
@@ -665,9 +666,6 @@ class MembershipCheck(Check):
                 lira_forget=to_json(scores["lira"][0]),
                 retain=self._retain_exposure(ctx, model),
             )
-
-        from unlearn_audit._hashing import code_fingerprint, fingerprint_ids
-        from unlearn_audit.functional import mia, stats
 
         bank = ctx.shadows
         assert bank is not None
