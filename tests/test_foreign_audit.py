@@ -409,7 +409,7 @@ def test_a_partial_audit_is_said_first_and_never_a_pass(
     code, stdout, _ = _run(_audit(files, tmp_path / "a", *common), capsys)
     assert code == 5, stdout
     first, second = stdout.splitlines()[:2]
-    assert first.startswith("PARTIAL: 2 claims that apply were not judged, by this audit's")
+    assert first.startswith("PARTIAL: 2 of the claims that apply were not judged, by this")
     assert "no_membership_leak" in first and "knowledge_removed" in first
     assert "backdoor_removed" not in first, "no trigger: it does not apply"
     assert "Only forgotten, utility_kept were judged" in first
@@ -419,7 +419,7 @@ def test_a_partial_audit_is_said_first_and_never_a_pass(
     assert [v.claim for v in result.unjudged] == ["no_membership_leak", "knowledge_removed"]
     assert {v.claim: v.status for v in result.verdicts}["forgotten"] == "PASS"
     html = (tmp_path / "a" / "report.html").read_text()
-    assert html.index("PARTIAL: 2 claims") < html.index('id="verdicts"')
+    assert html.index("PARTIAL: 2 of the claims") < html.index('id="verdicts"')
     assert "2 not judged by this audit's settings, 1 not applicable" in html
     code, _, _ = _run(_audit(files, tmp_path / "b", *common, "--fail-on", "inconclusive"), capsys)
     assert code == 3

@@ -356,7 +356,7 @@ def test_assert_passed_shows_every_verdict() -> None:
     assert partial.outcome == "PARTIAL" and not partial.passed
     message = _failure(assert_passed, partial)
     assert message.startswith(
-        "assert_passed: 1 claims that apply were not judged, by the audit's settings "
+        "assert_passed: 1 of the claims that apply was not judged, by the audit's settings "
         "(no_membership_leak): absence of evidence is not a pass."
     )
     assert "remedy for no_membership_leak: give shadow models with --shadow" in message

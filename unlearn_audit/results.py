@@ -182,7 +182,8 @@ class AuditResult:
             skipped = "; ".join(f"{v.claim} ({v.evidence})" for v in self.unjudged)
             judged = [v.claim for v in self.verdicts if v.status in ("PASS", "WARN", "FAIL")]
             lines.append(
-                f"PARTIAL: {len(self.unjudged)} claims that apply were not judged, by this "
+                f"PARTIAL: {len(self.unjudged)} of the claims that apply "
+                f"{'was' if len(self.unjudged) == 1 else 'were'} not judged, by this "
                 f"audit's settings: {skipped}. Only {', '.join(judged) or 'no claim'} "
                 f"{'was' if len(judged) == 1 else 'were'} judged, so this audit does not show "
                 "that the data was forgotten. Remedy: the standard profile (the default; it "

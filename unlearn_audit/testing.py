@@ -625,7 +625,8 @@ def assert_passed(result: ResultLike) -> None:
     unjudged = audit_result.unjudged
     if not failed and not inconclusive and unjudged:
         summary = (
-            f"{len(unjudged)} claims that apply were not judged, by the audit's settings "
+            f"{len(unjudged)} of the claims that apply "
+            f"{'was' if len(unjudged) == 1 else 'were'} not judged, by the audit's settings "
             f"({', '.join(v.claim for v in unjudged)}): absence of evidence is not a pass."
         )
         hints = [f"remedy for {v.claim}: {v.remedy}" for v in unjudged if v.remedy]
