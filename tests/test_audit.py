@@ -834,6 +834,17 @@ def test_the_plan_says_what_will_be_trained_and_forwarded_without_doing_it(
     assert "Grad-CAM passes: 4 (one per model and view), 64 samples to compute" in warm.describe()
     assert warm.fine_tunes == 6, "relearn and feature relearn: unlearned and two references"
     assert "1 models to train" not in warm.describe() and "unlearned" in warm.describe()
+    assert warm.unjudged == {} == {v.claim: v for v in result.unjudged}
+    # the claims the settings leave unjudged, before anything runs: those the audit then
+    # reports, for a quick audit and for one left with two checks
+    for settings in ({"profile": "quick"}, {"checks": ["accuracy", "membership"]}):
+        options = {**common, "unlearned": setting.masked, "store": store, **settings}
+        planned = plan_audit(**options)
+        assert planned.unjudged
+        done = audit(**options, null_audit=False)
+        assert list(planned.unjudged) == [v.claim for v in done.unjudged], settings
+        assert "will not be judged (outcome PARTIAL)" in planned.describe()
+    assert list(planned.unjudged) == ["knowledge_removed"]  # backdoor: no trigger, not a gap
     with pytest.raises(ConfigError, match="plan_audit takes the arguments of audit"):
         plan_audit(**common, unlearned=setting.masked, store=store, colour="red")
     with pytest.raises(ConfigError, match="`inference_batch_size` must be an integer >= 1"):

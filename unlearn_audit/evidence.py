@@ -234,6 +234,9 @@ class Evidence:
 
     #: The measures :meth:`gaps` answers; a policy claim names one with ``measure = "..."``.
     MEASURES: ClassVar[tuple[str, ...]] = ()
+    #: The measures judged against the original rather than a reference (a plan can then
+    #: tell which claims an audit without references still judges).
+    ORIGINAL_YARDSTICK: ClassVar[tuple[str, ...]] = ()
     #: The title of the check's section in the report.
     TITLE: ClassVar[str] = ""
     #: Optional Jinja source rendered in the check's section after its tables, with

@@ -695,7 +695,7 @@ def plan_audit(**kwargs: Any) -> AuditPlan:
     except TypeError as exc:
         raise ConfigError(f"plan_audit takes the arguments of audit(): {exc}.") from None
     bound.apply_defaults()
-    ctx, _ = _prepare(dict(bound.arguments))
+    ctx, policy = _prepare(dict(bound.arguments))
     names = _check_names(ctx.config)
     plan = AuditPlan()
     _build(ctx, _needs(names), False, plan.training)
@@ -714,9 +714,10 @@ def plan_audit(**kwargs: Any) -> AuditPlan:
         known |= {f"shadow_{k + 1}": job.model for k, job in enumerate(jobs)}
         shadows = len(jobs)
     present = {"references": references > 0, "shadows": shadows > 0}
-    for name in names:
-        unmet = _unmet(ctx, name, CHECKS.get(name).needs, present)
+    unmet_checks = {name: _unmet(ctx, name, CHECKS.get(name).needs, present) for name in names}
+    for name, unmet in unmet_checks.items():
         plan.checks[name] = "" if unmet is None else unmet.reason
+    plan.unjudged = _unjudged_claims(ctx, policy, unmet_checks, present["references"])
     audited = ["original", "unlearned", *(reference_role(i) for i in range(references))]
     null_audit = _runs_null_audit(ctx.config, references)
     union = _reads_by_role(ctx, names, _roles(audited, shadows), present)
@@ -755,6 +756,32 @@ def plan_audit(**kwargs: Any) -> AuditPlan:
         # relearn and feature relearn, for the unlearned and a reference (and the null audit's)
         plan.fine_tunes = 6 if null_audit else 4
     return plan
+
+
+def _unjudged_claims(
+    ctx: AuditContext,
+    policy: Policy,
+    unmet: dict[str, CheckResult | None],
+    references: bool,
+) -> dict[str, str]:
+    """Claim -> why it applies to the request but the audit's settings leave it unjudged: its
+    check left out (``--checks``) or not run for want of what the settings do not provide
+    (references, shadows, training), or, with no reference, a claim judged against one."""
+    found = {}
+    for claim in policy.claims.values():
+        if ctx.splits.request.kind not in claim.requests:
+            continue
+        check = claim.check
+        if check not in unmet:
+            if not (CHECKS.get(check).needs.trigger and ctx.trigger is None):
+                found[claim.name] = f"the {check} check is left out (--checks)"
+        elif (result := unmet[check]) is not None:
+            if result.cause == "not_run":
+                found[claim.name] = f"the {check} check will not run ({result.reason})"
+        elif not references and claim.measure not in evidence_type(check).ORIGINAL_YARDSTICK:
+            missing = ctx.missing.get("references")
+            found[claim.name] = missing.reason if missing else "no reference model"
+    return found
 
 
 def _trained_with_default_recipe(ctx: AuditContext) -> bool:

@@ -57,12 +57,15 @@ class AuditPlan:
         fine_tunes: Relearn fine-tuning probes the check asks for (relearn and feature
             relearn, for the unlearned model and the first reference; the reference's
             curves are read from the store when an earlier audit stored them).
+        unjudged: Claim -> why it applies but will not be judged with these settings (the
+            audit's outcome will then be ``PARTIAL``).
     """
 
     training: list[PlannedTraining] = field(default_factory=list)
     passes: list[PlannedPass] = field(default_factory=list)
     checks: dict[str, str] = field(default_factory=dict)
     fine_tunes: int = 0
+    unjudged: dict[str, str] = field(default_factory=dict)
 
     @property
     def to_train(self) -> list[PlannedTraining]:
@@ -107,6 +110,12 @@ class AuditPlan:
         runs = [name for name, why in self.checks.items() if not why]
         lines.append(f"checks that run: {', '.join(runs) or 'none'}")
         lines += [f"  N/A {name}: {why}" for name, why in self.checks.items() if why]
+        if self.unjudged:
+            lines.append(
+                f"claims that apply but will not be judged (outcome PARTIAL): "
+                f"{', '.join(self.unjudged)}"
+            )
+            lines += [f"  {claim}: {why}" for claim, why in self.unjudged.items()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +124,7 @@ class AuditPlan:
             "passes": [_plain(p, "ids") for p in self.passes],
             "checks": dict(self.checks),
             "fine_tunes": self.fine_tunes,
+            "unjudged": dict(self.unjudged),
             "to_train": len(self.to_train),
             "to_forward": self.to_forward,
             "cams_to_compute": self.cams_to_compute,

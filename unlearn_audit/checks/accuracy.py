@@ -78,6 +78,7 @@ class AccuracyEvidence(Evidence):
     tug_of_war: Estimate | None = None
 
     MEASURES: ClassVar[tuple[str, ...]] = ("forgotten", "utility")
+    ORIGINAL_YARDSTICK: ClassVar[tuple[str, ...]] = ("utility",)
 
     def roles(self) -> list[str]:
         return ordered_roles(next(iter(self.accuracy.values()), {}))
