@@ -602,7 +602,16 @@ def test_given_shadows_are_used_and_give_the_same_attack(
     pop3 = splits.population[digits.labels[splits.population] == 3]
     unseen = len(splits.test_forget_class) + len(pop3)
     claimed = [np.union1d(halves[0], pop3[:10]), halves[1]]
-    mixed = audit(**options, shadows=list(zip(shadows, claimed, strict=True)))
+    with_class = train_classifier(
+        digits,
+        recipe=QUICK,
+        member_ids=claimed[0],
+        seed=shadow_seed(0, 0),
+        role="shadow",
+        normalization=quick_model.normalization,
+        progress=False,
+    )
+    mixed = audit(**options, shadows=list(zip([with_class, shadows[1]], claimed, strict=True)))
     for result, expected in ((given, unseen), (mixed, unseen - 10)):
         lira = result.checks["membership"].evidence.attacks["lira"]  # type: ignore[union-attr]
         assert lira["unlearned"].tpr_at["0.01"].nonmembers == expected
@@ -611,6 +620,7 @@ def test_given_shadows_are_used_and_give_the_same_attack(
 def test_given_shadow_mistakes_are_one_line_errors(
     digits: Dataset, quick_model: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from tests.conftest import QUICK
     from unlearn_audit.models.checkpoints import save_checkpoint
     from unlearn_audit.train import train_classifier
 
@@ -620,9 +630,16 @@ def test_given_shadow_mistakes_are_one_line_errors(
         digits, arch="mlp", recipe=None, progress=False, member_ids=splits.population[:50]
     )
     other = save_checkpoint(mlp, tmp_path / "mlp.safetensors")
+    quick = {"arch": "small-cnn", "recipe": QUICK, "progress": False}
+    seen = train_classifier(digits, seed=3, **quick)  # on every member, forget set included
+    seen = save_checkpoint(seen, tmp_path / "seen.safetensors")
+    shadow = train_classifier(digits, member_ids=splits.population[:50], seed=4, **quick)
+    shadow = save_checkpoint(shadow, tmp_path / "shadow.safetensors")
     inside, outside = tmp_path / "inside.txt", tmp_path / "outside.txt"
     inside.write_text("".join(f"{i}\n" for i in splits.population[:50]))
     outside.write_text("".join(f"{i}\n" for i in splits.retain[:5]))
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("".join(f"{i}\n" for i in splits.population[50:100]))
     base = ["audit", "--original", str(original), "--unlearned", str(original)]
     base += ["--forget-class", "3", "--checks", "membership", "--no-pdf", "--quiet", "--out"]
     cases = [
@@ -634,6 +651,24 @@ def test_given_shadow_mistakes_are_one_line_errors(
         (
             ["--shadow", str(other), "--shadow-members", str(inside)],
             "share the original's architecture",
+        ),
+        # shadows that cannot be "out" models: an audited model itself, one that learned the
+        # forget set, one given with other ids than it records
+        (
+            ["--shadow", str(original), "--shadow-members", str(inside)],
+            "shadow 1 is the same model as the",
+        ),
+        (
+            ["--shadow", str(seen), "--shadow-members", str(inside)],
+            "shadow 1 records that it was trained on the original's members",
+        ),
+        (
+            ["--shadow", str(shadow), str(shadow), "--shadow-members", str(inside), str(inside)],
+            "shadow 2 is the same model as the shadow 1",
+        ),
+        (
+            ["--shadow", str(shadow), "--shadow-members", str(elsewhere)],
+            "shadow 1 records that it was trained on other samples",
         ),
     ]
     for k, (extra, message) in enumerate(cases):

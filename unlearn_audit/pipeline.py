@@ -128,6 +128,37 @@ def _check_references(
             )
 
 
+def _check_shadows(
+    bank: ShadowBank, audited: dict[str, LoadedModel], splits: Splits, dataset: Dataset
+) -> None:
+    """Refuse given shadow models that cannot be "out" models: one that is an audited model
+    itself (the original, the unlearned model, a reference), one given twice, one whose
+    checkpoint records training on the original's members (the forget set included), or on
+    other samples than the member ids given for it."""
+    from unlearn_audit.data.splits import members_fingerprint
+
+    seen = {model.fingerprint: role for role, model in audited.items()}
+    for k, (model, ids) in enumerate(zip(bank.models, bank.in_ids, strict=True)):
+        name, fingerprint = f"shadow {k + 1}", model.fingerprint
+        if fingerprint in seen:
+            raise ConfigError(
+                f"{name} is the same model as the {seen[fingerprint]} (fingerprint "
+                f"{fingerprint}); give shadow models trained on population samples only."
+            )
+        seen[fingerprint] = name
+        recorded = model.info.members_fingerprint
+        if recorded is not None and len(splits.forget) and recorded == splits.members_fingerprint:
+            raise ConfigError(
+                f"{name} records that it was trained on the original's members, the forget set "
+                "included; give shadow models trained on population samples only."
+            )
+        if recorded is not None and recorded != members_fingerprint(dataset, ids):
+            raise ConfigError(
+                f"{name} records that it was trained on other samples (fingerprint {recorded}) "
+                f"than the {len(ids)} member ids given for it; give the ids it was trained on."
+            )
+
+
 def resolve_recipe(
     original: LoadedModel,
     dataset: Dataset,
@@ -649,6 +680,10 @@ def _prepare(args: dict[str, Any]) -> tuple[AuditContext, Policy]:
     training_recipe, recipe_source = resolve_recipe(
         original, dataset, a.recipe, override_recipe=a.override_recipe, arch=a.arch
     )
+    if shadow_bank is not None:
+        _check_shadows(shadow_bank, {"original": original, "unlearned model": unlearned} | {
+            reference_role(i): r for i, r in enumerate(given)
+        }, splits, dataset)  # fmt: skip
     trigger_spec = _trigger(original, a.trigger, dataset)
     store = a.store if a.store is not None else Store()
     ctx = AuditContext(
