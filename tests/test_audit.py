@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -993,6 +994,11 @@ def test_references_that_cannot_be_the_yardstick_are_refused(
     assert seen.info.members_fingerprint == class_splits.members_fingerprint
     with pytest.raises(ConfigError, match=r"trained on the original's members .* forget set"):
         audit(original=original, unlearned=masked, references=[seen], **common)
+    # one whose checkpoint records other data
+    info = dataclasses.replace(retrained.info, dataset_fingerprint="0123456789abcdef")
+    elsewhere = wrap_model(copy.deepcopy(retrained.net), info, retrained.normalization)
+    with pytest.raises(ConfigError, match="the reference was trained on other data"):
+        audit(original=original, unlearned=masked, references=[elsewhere], **common)
     # the reference retrained without the forget set is taken
     result = audit(original=original, unlearned=masked, references=[retrained], **common)
     assert result.config["models_built"]["given_references"] == 1

@@ -104,7 +104,8 @@ def _check_references(
     """Refuse given references that cannot stand for a model retrained without the forget
     set: the original or the unlearned model itself (every gap would be zero by construction),
     one given twice (the null audit would judge a model against itself), or one whose
-    checkpoint records that it trained on the original's members, forget set included."""
+    checkpoint records that it trained on other data, or on the original's members, forget set
+    included."""
     remedy = "give a model retrained without the forget set (or none: the audit trains them)"
     seen: dict[str, str] = {}
     for i, reference in enumerate(references):
@@ -121,6 +122,12 @@ def _check_references(
                 f"{fingerprint}); give references trained with different seeds."
             )
         seen[fingerprint] = role
+        trained_on = reference.info.dataset_fingerprint
+        if trained_on is not None and trained_on != splits.dataset_fingerprint:
+            raise ConfigError(
+                f"the {role} was trained on other data ({reference.info.dataset}, fingerprint "
+                f"{trained_on}) than the dataset given ({splits.dataset_fingerprint}); {remedy}."
+            )
         if len(splits.forget) and reference.info.members_fingerprint == splits.members_fingerprint:
             raise ConfigError(
                 f"the {role} records that it was trained on the original's members "
