@@ -354,6 +354,13 @@ def test_store_verb_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["store", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "models" in out and "2 entries" in out and "outputs" in out and "3.9 KiB" in out
+    longest = tmp_path / "membership_results" / "ee" / "e.json"  # a name of 18 characters
+    longest.parent.mkdir(parents=True)
+    longest.write_text("{}")
+    assert main(["store", "--cache-dir", str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "entries" in line]
+    assert len(rows) == 4 and len({line.index("entries") for line in rows}) == 1, "aligned"
+    longest.unlink()
     assert main(["store", "--cache-dir", str(tmp_path), "--max-size", "2K", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["removed"] == {"entries": 2, "bytes": 2000} and summary["bytes"] == 2000

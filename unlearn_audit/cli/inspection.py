@@ -169,8 +169,9 @@ def cmd_store(args: argparse.Namespace) -> int:
     if removed:
         print(f"removed {len(removed)} entries ({_bytes(sum(e.size for e in removed))})")
     print(f"store {store.root}: {_bytes(total)}")
+    width = max((len(name) for name in kinds), default=0)
     for name, kind in sorted(kinds.items()):
-        print(f"  {name:16} {kind['entries']:6d} entries  {_bytes(kind['bytes']):>10}")
+        print(f"  {name:{width}} {kind['entries']:6d} entries  {_bytes(kind['bytes']):>10}")
     return 0
 
 
