@@ -464,8 +464,10 @@ def audit(
             report worker draws that check's figures meanwhile).
 
     Returns:
-        The :class:`AuditResult`; ``result.outcome`` is ``FAIL`` when a claim failed and
-        ``INCONCLUSIVE`` when none failed but an applicable claim could not be judged.
+        The :class:`AuditResult`; ``result.outcome`` is ``FAIL`` when a claim failed,
+        ``INCONCLUSIVE`` when none failed but an applicable claim could not be judged from
+        these models, ``PARTIAL`` when an applicable claim was not judged by the audit's
+        settings (a quick profile, a subset of checks), else ``WARN`` or ``PASS``.
     """
     arguments = dict(locals())  # exactly the parameters: _prepare and plan_audit share them
     timings: dict[str, float] = {}
