@@ -273,6 +273,12 @@ def test_demo_with_a_random_request(workdir: Path, capsys: pytest.CaptureFixture
     result = AuditResult.load(workdir / "out" / "retrain" / "result.json")
     assert result.request["request"]["kind"] == "random"
     assert result.request["sizes"]["forget"] == 50
+    # a quick demo judges neither forgetting nor membership, and says so; knowledge_removed
+    # is class-level, so it does not apply to a random request
+    assert summary["unjudged"] == ["forgotten", "no_membership_leak"]
+    comparison = (workdir / "out" / "comparison.html").read_text()
+    assert "PARTIAL: these audits did not judge forgotten, no_membership_leak" in comparison
+    assert comparison.count('</span> — <span class="muted">not judged</span>') == 2 * 3
     with pytest.raises(SystemExit) as info:
         main(["demo", "--forget-class", "3", "--forget-random", "0.1"])
     assert info.value.code == 2

@@ -144,10 +144,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     links = {name: f"{name}/report.html" for name in results}
     comparison = write_comparison(results, out, links=links)
     seconds = time.perf_counter() - start
+    # claims that apply but that the profile left unjudged, in any audit
+    unjudged = list(dict.fromkeys(v.claim for r in results.values() for v in r.unjudged))
     if args.json:
         print(
             json.dumps(
-                {"comparison": str(comparison), "models": summary, "seconds": round(seconds, 1)},
+                {
+                    "comparison": str(comparison),
+                    "models": summary,
+                    "unjudged": unjudged,
+                    "seconds": round(seconds, 1),
+                },
                 indent=2,
             )
         )
@@ -161,6 +168,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  {'model':{width}}  " + " ".join(f"{c[:18]:18}" for c in claims))
     for row in summary:
         print(f"  {row['model']:{width}}  " + " ".join(f"{row['verdicts'][c]:18}" for c in claims))
+    if unjudged:
+        print(
+            f"PARTIAL: {', '.join(unjudged)} apply to this request but were not judged with "
+            f"--profile {args.profile}: no method is shown to forget on them (the standard "
+            "profile judges them)"
+        )
     print(f"reports: {out}/<model>/report.html (and .pdf); comparison: {comparison}")
     return 0
 

@@ -84,10 +84,15 @@ def render_comparison(
     rows = []
     for name, result in results.items():
         verdicts = {v.claim: v for v in result.verdicts}
+        unjudged = {v.claim for v in result.unjudged}
         cells = [
-            {"status": verdicts[c].status, "measured": _number(verdicts[c].measured)}
+            {
+                "status": verdicts[c].status,
+                "measured": _number(verdicts[c].measured),
+                "unjudged": c in unjudged,
+            }
             if c in verdicts
-            else {"status": "N/A", "measured": "—"}
+            else {"status": "N/A", "measured": "—", "unjudged": False}
             for c in claims
         ]
         numbers = [_number(numbers_of[name].get(key), 2) for key in key_numbers]
@@ -101,6 +106,7 @@ def render_comparison(
                 "passed": result.passed,
             }
         )
+    unjudged_anywhere = {v.claim for result in results.values() for v in result.unjudged}
     images = [to_png_data_uri(f) for f in comparison_figures(results)] if figures else []
     first = next(iter(results.values()))
     main_original = first.models["original"]["fingerprint"]
@@ -112,6 +118,7 @@ def render_comparison(
             title=f"Unlearning methods compared: {first.request['description']}",
             first=first,
             other_originals=others,
+            unjudged=[c for c in claims if c in unjudged_anywhere],
             claims=claims,
             key_numbers=key_numbers,
             rows=rows,
