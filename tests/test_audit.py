@@ -982,8 +982,8 @@ def test_references_that_cannot_be_the_yardstick_are_refused(
     that records training on the original's members is refused before anything runs."""
     common = {"dataset": digits, "request": class_splits, "profile": "quick"}
     cases = [
-        (masked, [original], "the reference is the original itself"),
-        (retrained, [retrained], "the reference is the unlearned model itself"),
+        (masked, [original], "the reference is the same model as the original "),
+        (retrained, [retrained], "the reference is the same model as the unlearned model"),
         (masked, [retrained, retrained], "the reference_2 is the same model as the reference"),
     ]
     for unlearned, references, message in cases:

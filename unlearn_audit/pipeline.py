@@ -98,68 +98,51 @@ def _check_models(original: LoadedModel, others: dict[str, LoadedModel], splits:
         )
 
 
-def _check_references(
-    original: LoadedModel, unlearned: LoadedModel, references: list[LoadedModel], splits: Splits
-) -> None:
-    """Refuse given references that cannot stand for a model retrained without the forget
-    set: the original or the unlearned model itself (every gap would be zero by construction),
-    one given twice (the null audit would judge a model against itself), or one whose
-    checkpoint records that it trained on other data, or on the original's members, forget set
-    included."""
-    remedy = "give a model retrained without the forget set (or none: the audit trains them)"
-    seen: dict[str, str] = {}
-    for i, reference in enumerate(references):
-        role, fingerprint = reference_role(i), reference.fingerprint
-        for other, model in (("original", original), ("unlearned model", unlearned)):
-            if fingerprint == model.fingerprint:
-                raise ConfigError(
-                    f"the {role} is the {other} itself (fingerprint {fingerprint}), so it "
-                    f"cannot be the yardstick of a retrained model; {remedy}."
-                )
-        if fingerprint in seen:
-            raise ConfigError(
-                f"the {role} is the same model as the {seen[fingerprint]} (fingerprint "
-                f"{fingerprint}); give references trained with different seeds."
-            )
-        seen[fingerprint] = role
-        trained_on = reference.info.dataset_fingerprint
-        if trained_on is not None and trained_on != splits.dataset_fingerprint:
-            raise ConfigError(
-                f"the {role} was trained on other data ({reference.info.dataset}, fingerprint "
-                f"{trained_on}) than the dataset given ({splits.dataset_fingerprint}); {remedy}."
-            )
-        if len(splits.forget) and reference.info.members_fingerprint == splits.members_fingerprint:
-            raise ConfigError(
-                f"the {role} records that it was trained on the original's members "
-                f"(fingerprint {splits.members_fingerprint}), the forget set included; {remedy}."
-            )
+_REFERENCE_REMEDY = "give a model retrained without the forget set (or none: the audit trains them)"
+_SHADOW_REMEDY = "give shadow models trained on population samples only"
 
 
-def _check_shadows(
-    bank: ShadowBank, audited: dict[str, LoadedModel], splits: Splits, dataset: Dataset
+def _check_stand_ins(
+    models: list[tuple[str, LoadedModel, np.ndarray | None]],
+    taken: dict[str, str],
+    splits: Splits,
+    dataset: Dataset,
+    remedy: str,
 ) -> None:
-    """Refuse given shadow models that cannot be "out" models: one that is an audited model
-    itself (the original, the unlearned model, a reference), one given twice, one whose
-    checkpoint records training on the original's members (the forget set included), or on
-    other samples than the member ids given for it."""
+    """Refuse given models that cannot stand for what they are given as (references: models
+    retrained without the forget set; shadows: models that never saw it): one already in the
+    audit under another role (``taken``: fingerprint -> role; the original or the unlearned
+    model as its own yardstick makes every gap zero, a model given twice is judged against
+    itself), or one whose checkpoint records training on other data, on the original's members
+    (forget set included), or on other samples than the ids given for it. ``models``: (name,
+    model, member ids or ``None``); each is added to ``taken``."""
     from unlearn_audit.data.splits import members_fingerprint
 
-    seen = {model.fingerprint: role for role, model in audited.items()}
-    for k, (model, ids) in enumerate(zip(bank.models, bank.in_ids, strict=True)):
-        name, fingerprint = f"shadow {k + 1}", model.fingerprint
-        if fingerprint in seen:
+    for name, model, ids in models:
+        fingerprint, info = model.fingerprint, model.info
+        if fingerprint in taken:
             raise ConfigError(
-                f"{name} is the same model as the {seen[fingerprint]} (fingerprint "
-                f"{fingerprint}); give shadow models trained on population samples only."
+                f"{name} is the same model as the {taken[fingerprint]} (fingerprint "
+                f"{fingerprint}); {remedy}."
             )
-        seen[fingerprint] = name
-        recorded = model.info.members_fingerprint
+        taken[fingerprint] = name.removeprefix("the ")
+        if info.dataset_fingerprint not in (None, splits.dataset_fingerprint):
+            raise ConfigError(
+                f"{name} was trained on other data ({info.dataset}, fingerprint "
+                f"{info.dataset_fingerprint}) than the dataset given "
+                f"({splits.dataset_fingerprint}); {remedy}."
+            )
+        recorded = info.members_fingerprint
         if recorded is not None and len(splits.forget) and recorded == splits.members_fingerprint:
             raise ConfigError(
-                f"{name} records that it was trained on the original's members, the forget set "
-                "included; give shadow models trained on population samples only."
+                f"{name} records that it was trained on the original's members (fingerprint "
+                f"{recorded}), the forget set included; {remedy}."
             )
-        if recorded is not None and recorded != members_fingerprint(dataset, ids):
+        if (
+            recorded is not None
+            and ids is not None
+            and recorded != members_fingerprint(dataset, ids)
+        ):
             raise ConfigError(
                 f"{name} records that it was trained on other samples (fingerprint {recorded}) "
                 f"than the {len(ids)} member ids given for it; give the ids it was trained on."
@@ -368,12 +351,6 @@ def _given_shadows(
                 "share the original's architecture."
             )
         _check_models(original, {f"shadow {k + 1}": model}, splits)
-        trained_on = model.info.dataset_fingerprint
-        if trained_on is not None and trained_on != splits.dataset_fingerprint:
-            raise ConfigError(
-                f"shadow {k + 1} was trained on other data ({model.info.dataset}); give shadows "
-                "trained on this dataset's population."
-            )
         models.append(model)
         halves.append(ids)
     return ShadowBank(models=models, in_ids=halves, given=True)
@@ -680,7 +657,14 @@ def _prepare(args: dict[str, Any]) -> tuple[AuditContext, Policy]:
         {"unlearned": unlearned} | {reference_role(i): r for i, r in enumerate(given)},
         splits,
     )
-    _check_references(original, unlearned, given, splits)
+    taken = {original.fingerprint: "original", unlearned.fingerprint: "unlearned model"}
+    _check_stand_ins(
+        [(f"the {reference_role(i)}", r, None) for i, r in enumerate(given)],
+        taken,
+        splits,
+        dataset,
+        _REFERENCE_REMEDY,
+    )
     shadow_bank = (
         _given_shadows(a.shadows, original, dataset, splits, a.normalization)
         if a.shadows is not None
@@ -690,9 +674,18 @@ def _prepare(args: dict[str, Any]) -> tuple[AuditContext, Policy]:
         original, dataset, a.recipe, override_recipe=a.override_recipe, arch=a.arch
     )
     if shadow_bank is not None:
-        _check_shadows(shadow_bank, {"original": original, "unlearned model": unlearned} | {
-            reference_role(i): r for i, r in enumerate(given)
-        }, splits, dataset)  # fmt: skip
+        _check_stand_ins(
+            [
+                (f"shadow {k + 1}", m, ids)
+                for k, (m, ids) in enumerate(
+                    zip(shadow_bank.models, shadow_bank.in_ids, strict=True)
+                )
+            ],
+            taken,
+            splits,
+            dataset,
+            _SHADOW_REMEDY,
+        )
     trigger_spec = _trigger(original, a.trigger, dataset)
     store = a.store if a.store is not None else Store()
     ctx = AuditContext(
@@ -817,7 +810,7 @@ def _unjudged_claims(
             continue
         check = claim.check
         if check not in unmet:
-            if not (CHECKS.get(check).needs.trigger and ctx.trigger is None):
+            if not _inapplicable(ctx, CHECKS.get(check).needs):
                 found[claim.name] = f"the {check} check is left out (--checks)"
         elif (result := unmet[check]) is not None:
             if result.cause == "not_run":
@@ -984,12 +977,18 @@ def _unmet(
         return CheckResult.not_applicable(
             name, f"the {ctx.config.profile} profile trains nothing", cause="not_run"
         )
-    if needs.trigger and ctx.trigger is None:
+    if _inapplicable(ctx, needs):
         return CheckResult.not_applicable(name, _NO_TRIGGER, cause="not_applicable")
     return None
 
 
 _NO_TRIGGER = "no backdoor trigger: train the original with --backdoor or give --trigger"
+
+
+def _inapplicable(ctx: AuditContext, needs: Needs) -> bool:
+    """Whether a check with ``needs`` has nothing to judge in this audit, whatever its
+    settings: it needs a backdoor trigger and there is none."""
+    return needs.trigger and ctx.trigger is None
 
 
 def _judgeable(ctx: AuditContext, results: dict[str, CheckResult]) -> dict[str, CheckResult]:
@@ -998,7 +997,7 @@ def _judgeable(ctx: AuditContext, results: dict[str, CheckResult]) -> dict[str, 
     read "not applicable", not "not judged by the audit's settings"."""
     found = dict(results)
     for name in CHECKS.names():
-        if name not in found and CHECKS.get(name).needs.trigger and ctx.trigger is None:
+        if name not in found and _inapplicable(ctx, CHECKS.get(name).needs):
             found[name] = CheckResult.not_applicable(name, _NO_TRIGGER, cause="not_applicable")
     return found
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,8 @@ class AuditResult:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not an audit result ({exc}).") from None
         return cls.from_dict(data)
+
+
+def unjudged_claims(results: Iterable[AuditResult]) -> list[str]:
+    """The claims that some of ``results`` left unjudged by their settings, in policy order."""
+    return list(dict.fromkeys(v.claim for result in results for v in result.unjudged))

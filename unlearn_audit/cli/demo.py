@@ -30,6 +30,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from unlearn_audit.registry import METHOD_PLUGINS
     from unlearn_audit.report import write_report
     from unlearn_audit.report.compare import write_comparison
+    from unlearn_audit.results import unjudged_claims
     from unlearn_audit.train import resolve_device, train_classifier
     from unlearn_audit.update_log import UpdateRecorder, save_update_log
 
@@ -145,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     comparison = write_comparison(results, out, links=links)
     seconds = time.perf_counter() - start
     # claims that apply but that the profile left unjudged, in any audit
-    unjudged = list(dict.fromkeys(v.claim for r in results.values() for v in r.unjudged))
+    unjudged = unjudged_claims(results.values())
     if args.json:
         print(
             json.dumps(

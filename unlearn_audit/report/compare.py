@@ -14,7 +14,7 @@ from unlearn_audit._io import write_atomic
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.report.html import CAVEAT, GLOSSARY, _environment, _number
 from unlearn_audit.report.plots import to_png_data_uri
-from unlearn_audit.results import AuditResult
+from unlearn_audit.results import AuditResult, unjudged_claims
 
 
 def _check_same_audit(results: Mapping[str, AuditResult]) -> None:
@@ -106,7 +106,6 @@ def render_comparison(
                 "passed": result.passed,
             }
         )
-    unjudged_anywhere = {v.claim for result in results.values() for v in result.unjudged}
     images = [to_png_data_uri(f) for f in comparison_figures(results)] if figures else []
     first = next(iter(results.values()))
     main_original = first.models["original"]["fingerprint"]
@@ -118,7 +117,7 @@ def render_comparison(
             title=f"Unlearning methods compared: {first.request['description']}",
             first=first,
             other_originals=others,
-            unjudged=[c for c in claims if c in unjudged_anywhere],
+            unjudged=unjudged_claims(results.values()),
             claims=claims,
             key_numbers=key_numbers,
             rows=rows,
