@@ -236,8 +236,26 @@ def test_class_request_original_fails_and_retrained_passes(
     assert before.outcome == "FAIL" and after.outcome == "PARTIAL"
     assert [v.claim for v in after.unjudged] == ["no_membership_leak"]
     assert not before.passed and not after.passed
-    cka = _evidence(after, "representation", RepresentationEvidence).cka
+    representation = _evidence(after, "representation", RepresentationEvidence)
+    cka = representation.cka
     assert cka["reference"]["retain"] > cka["reference"]["forget"] + 0.05
+    # both references are measured, each measure with its interval, and the yardstick of
+    # knowledge_removed is their mean
+    assert set(representation.knowledge) == {"unlearned", "reference", "reference_2"}
+    for role, measures in representation.knowledge.items():
+        assert measures["cka"].value == cka[role]["forget"]
+        assert measures["probe"].value == representation.probe[role]
+        for estimate in measures.values():
+            assert estimate.low is not None and estimate.high is not None
+            assert estimate.low <= (estimate.value or 0.0) <= estimate.high
+        assert measures["cka"].high - measures["cka"].low > 0.01  # type: ignore[operator]
+    probe_gap, cka_gap = representation.gaps("knowledge", "class")
+    assert probe_gap.yardstick.value == pytest.approx(
+        (representation.probe["reference"] + representation.probe["reference_2"]) / 2
+    )
+    assert cka_gap.yardstick.value == pytest.approx(
+        (cka["reference"]["forget"] + cka["reference_2"]["forget"]) / 2
+    )
     # Tug-of-War against the reference: the original keeps the class (forget accuracy 1 vs 0),
     # the retrained model matches the reference closely
     tow_before = _evidence(before, "accuracy", AccuracyEvidence).tug_of_war
@@ -747,13 +765,13 @@ def test_a_second_audit_forwards_only_the_unlearned_model(
     monkeypatch.setattr(Store, "get_or_compute", spy_kept)
     warm = audit(**common, unlearned=setting.masked)
     # what depends on the models that stay only: attacks on the original and both references,
-    # the original-reference and reference-reference divergences, the reference's CKA to the
-    # original, the original's and the reference's probes, the reference's two relearn curves
+    # the original-reference and reference-reference divergences, both references' CKA to the
+    # original, the original's and both references' probes, the reference's two relearn curves
     # (four when an earlier test of the session audited this unlearned model: its own curves
     # are stored too) and the null audit
     assert kept.pop("relearn_curves") in (2, 4)
     assert kept == {
-        "membership_results": 3, "divergences": 2, "cka": 1, "probes": 2, "null_audits": 1
+        "membership_results": 3, "divergences": 2, "cka": 2, "probes": 3, "null_audits": 1
     }  # fmt: skip
     assert forwarded == {setting.masked.fingerprint}, "outputs and Grad-CAM maps"
     # the attacks on the original and the references are stored: only the unlearned model's

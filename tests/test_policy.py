@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests import evidence_builders as build
+from unlearn_audit.checks.representation import RepresentationEvidence
 from unlearn_audit.errors import ConfigError
 from unlearn_audit.evidence import CheckResult, Estimate
 from unlearn_audit.policy import Policy, default_claims, judge
@@ -130,6 +131,44 @@ def test_membership_gap_within_overlapping_intervals_is_inconclusive() -> None:
     ]
     # a 0.16 point gap whose intervals overlap cannot be called a leak; a clear one can
     assert statuses == ["WARN", "FAIL", "PASS"]
+
+
+def test_knowledge_is_judged_with_intervals_against_every_reference() -> None:
+    """Two retrained models differ in their CKA to the original by up to 0.13 (digits, class 3,
+    seeds 0-3): with intervals such a gap warns; without them (results written before) it
+    failed. The yardstick is the references' mean with the widest interval."""
+
+    def knowledge(cka: dict[str, Estimate], bounded: bool = True) -> CheckResult:
+        result = build.representation(
+            {role: 0.5 for role in cka},
+            {role: {"forget": e.value or 0.0} for role, e in cka.items()},
+        )
+        evidence = result.evidence
+        assert isinstance(evidence, RepresentationEvidence)
+        if bounded:
+            evidence.knowledge = {
+                role: {"probe": Estimate(0.5, 0.4, 0.6), "cka": e} for role, e in cka.items()
+            }
+        return result
+
+    def verdict(result: CheckResult) -> str:
+        found = {v.claim: v for v in judge({"representation": result}, "class", Policy.load())}
+        return found["knowledge_removed"].status
+
+    noisy = {"unlearned": Estimate(0.51, 0.42, 0.60), "reference": Estimate(0.38, 0.30, 0.46)}
+    assert verdict(knowledge(noisy)) == "WARN"
+    assert verdict(knowledge(noisy, bounded=False)) == "FAIL"
+    # a fake that kept the features: intervals far apart
+    kept = {"unlearned": Estimate(0.99, 0.98, 1.0), "reference": Estimate(0.38, 0.30, 0.46)}
+    assert verdict(knowledge(kept)) == "FAIL"
+    # two references: their mean and the widest interval
+    both = {**noisy, "reference_2": Estimate(0.50, 0.41, 0.59)}
+    evidence = knowledge(both).evidence
+    assert evidence is not None
+    cka_gap = evidence.gaps("knowledge", "class")[1]
+    assert cka_gap.short == "CKA" and cka_gap.measured == noisy["unlearned"]
+    assert cka_gap.yardstick == Estimate(pytest.approx(0.44), 0.30, 0.59)
+    assert verdict(knowledge(both)) == "PASS"
 
 
 def test_a_policy_names_the_attack_a_membership_claim_is_judged_on(tmp_path: Path) -> None:

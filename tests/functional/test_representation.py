@@ -15,6 +15,7 @@ from unlearn_audit.functional.representation import (
     few_shot_probe,
     l1_density,
     linear_cka,
+    linear_cka_interval,
 )
 
 
@@ -119,6 +120,33 @@ def test_linear_cka_validation() -> None:
         linear_cka(np.ones(5), np.ones((5, 2)))
 
 
+def test_linear_cka_interval_hand_case_and_properties() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    # a model against itself (or an orthogonal transform of itself): every resample is 1
+    q = ortho_group.rvs(5, random_state=1)
+    assert linear_cka_interval(x, x @ q, seed=3) == pytest.approx((1.0, 1.0, 1.0), abs=1e-10)
+    # a hand case: two rows only (any resample of 2 rows is either both rows or one row twice;
+    # one row repeated has no variance, so it counts as the estimate)
+    two = linear_cka_interval([[0.0], [1.0]], [[0.0], [2.0]], n_resamples=50, seed=0)
+    assert two == pytest.approx((1.0, 1.0, 1.0))
+    # noisy features: the interval holds the estimate, is seeded, and narrows with more rows
+    y = x + rng.normal(scale=2.0, size=x.shape)
+    value, low, high = linear_cka_interval(x, y, seed=3)
+    assert value == pytest.approx(linear_cka(x, y))
+    assert 0.0 <= low < value < high <= 1.0
+    assert linear_cka_interval(x, y, seed=3) == (value, low, high)
+    assert linear_cka_interval(x, y, seed=4) != (value, low, high)
+    big_x = rng.normal(size=(600, 5))
+    big_y = big_x + rng.normal(scale=2.0, size=big_x.shape)
+    _, big_low, big_high = linear_cka_interval(big_x, big_y, seed=3)
+    assert big_high - big_low < (high - low) / 2
+    # undefined CKA: no interval either
+    assert all(math.isnan(v) for v in linear_cka_interval(x, np.ones((60, 2))))
+    with pytest.raises(ConfigError, match=r"`y` must be an array with the same number of rows"):
+        linear_cka_interval(np.ones((5, 2)), np.ones((4, 2)))
+
+
 def _blobs(seed: int, per_class: int, spread: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
@@ -130,7 +158,13 @@ def test_few_shot_probe_separable_and_seeded() -> None:
     x_train, y_train = _blobs(0, 30, 0.3)
     x_test, y_test = _blobs(1, 20, 0.3)
     result = few_shot_probe(x_train, y_train, x_test, y_test, shots=2, draws=3, seed=4)
-    assert set(result) == {"recall", "recall_std", "accuracy"}
+    assert set(result) == {"recall", "recall_std", "accuracy", "recall_draws", "accuracy_draws"}
+    # the per-draw values behind the means and stds
+    for c in (0, 1, 2):
+        assert len(result["recall_draws"][c]) == 3
+        assert np.mean(result["recall_draws"][c]) == pytest.approx(result["recall"][c])
+        assert np.std(result["recall_draws"][c]) == pytest.approx(result["recall_std"][c])
+    assert np.mean(result["accuracy_draws"]) == pytest.approx(result["accuracy"])
     assert list(result["recall"]) == [0, 1, 2] and list(result["recall_std"]) == [0, 1, 2]
     assert all(value >= 0.85 for value in result["recall"].values())
     assert all(0.0 <= value <= 0.2 for value in result["recall_std"].values())

@@ -25,8 +25,16 @@ from unlearn_audit.functional._checks import (
     check_seed,
     describe,
 )
+from unlearn_audit.functional.stats import bootstrap_interval
 
-__all__ = ["class_channel_relevance", "csi", "few_shot_probe", "l1_density", "linear_cka"]
+__all__ = [
+    "class_channel_relevance",
+    "csi",
+    "few_shot_probe",
+    "l1_density",
+    "linear_cka",
+    "linear_cka_interval",
+]
 
 
 def _matrix(g: Any) -> np.ndarray:
@@ -140,6 +148,50 @@ def linear_cka(x: Any, y: Any) -> float:
     return float(np.clip(cross / (norm_a * norm_b), 0.0, 1.0))
 
 
+def linear_cka_interval(
+    x: Any, y: Any, *, n_resamples: int = 200, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Linear CKA with a seeded percentile bootstrap interval over the samples (rows).
+
+    Rows are resampled in pairs (the two models' features of one sample stay together) by
+    :func:`~unlearn_audit.functional.stats.bootstrap_interval`, and :func:`linear_cka` is
+    computed on each resample. The interval is the sample noise of the estimate; two models
+    trained with different seeds differ by more than that (see the null audit).
+
+    Args:
+        x: Features of the first model ``(N, D1)``.
+        y: Features of the second model on the same samples ``(N, D2)``.
+        n_resamples: Number of bootstrap resamples (each costs one CKA).
+        confidence: Confidence level in (0, 1).
+        seed: Seed of the resampling generator.
+
+    Returns:
+        ``(cka, low, high)``; all NaN when the CKA is undefined.
+
+    Raises:
+        ConfigError: As :func:`linear_cka`, or on bad options.
+    """
+    value = linear_cka(x, y)
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    if math.isnan(value) or a.shape[0] < 2:
+        return value, value, value
+
+    def on_rows(rows: np.ndarray) -> float:
+        picked = rows.astype(np.int64)
+        found = linear_cka(a[picked], b[picked])
+        return value if math.isnan(found) else found  # a resample of one repeated row
+
+    low, high = bootstrap_interval(
+        on_rows,
+        np.arange(a.shape[0], dtype=np.float64),
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    return value, low, high
+
+
 def few_shot_probe(
     train_features: Any,
     train_labels: Any,
@@ -168,7 +220,8 @@ def few_shot_probe(
         classes: Classes to report recall for; default all classes in train or test.
 
     Returns:
-        ``{"recall": {class: mean}, "recall_std": {class: std}, "accuracy": mean}``; the std
+        ``{"recall": {class: mean}, "recall_std": {class: std}, "accuracy": mean,
+        "recall_draws": {class: [one value per draw]}, "accuracy_draws": [...]}``; the std
         is over draws (ddof=0). The recall of a class without test samples is NaN.
 
     Raises:
@@ -211,4 +264,6 @@ def few_shot_probe(
         "recall": {c: float(recalls[:, j].mean()) for j, c in enumerate(report)},
         "recall_std": {c: float(recalls[:, j].std()) for j, c in enumerate(report)},
         "accuracy": float(accuracies.mean()),
+        "recall_draws": {c: recalls[:, j].tolist() for j, c in enumerate(report)},
+        "accuracy_draws": accuracies.tolist(),
     }
