@@ -14,6 +14,7 @@ from unlearn_audit.errors import ConfigError
 from unlearn_audit.functional.stats import (
     Proportion,
     bootstrap_interval,
+    bootstrap_standard_error,
     clopper_pearson_interval,
     mean_with_interval,
     proportion,
@@ -195,6 +196,22 @@ def test_bootstrap_empty_sample_gives_nan() -> None:
 def test_bootstrap_validation(args: tuple, kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         bootstrap_interval(np.mean, *args, **kwargs)
+
+
+def test_bootstrap_standard_error() -> None:
+    values = np.random.default_rng(6).normal(2.0, 3.0, size=400)
+    error = bootstrap_standard_error(np.mean, values, n_resamples=400, seed=3)
+    expected = stats.bootstrap(
+        (values,), np.mean, n_resamples=400, method="percentile", rng=np.random.default_rng(3)
+    ).standard_error
+    assert error == pytest.approx(expected, abs=1e-12)
+    # the mean's standard error by formula, sigma / sqrt(n) = 0.15
+    assert error == pytest.approx(np.std(values, ddof=1) / 20, rel=0.15)
+    assert bootstrap_standard_error(np.mean, values, n_resamples=400, seed=4) != error
+    assert bootstrap_standard_error(np.mean, np.full(9, 0.5)) == 0.0
+    assert math.isnan(bootstrap_standard_error(np.mean, np.array([])))
+    with pytest.raises(ConfigError, match="`n_resamples` must be an integer >= 1"):
+        bootstrap_standard_error(np.mean, values, n_resamples=0)
 
 
 def test_mean_with_interval() -> None:

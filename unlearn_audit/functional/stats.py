@@ -27,6 +27,7 @@ from unlearn_audit.functional._checks import (
 __all__ = [
     "Proportion",
     "bootstrap_interval",
+    "bootstrap_standard_error",
     "clopper_pearson_interval",
     "mean_with_interval",
     "proportion",
@@ -202,6 +203,42 @@ def bootstrap_interval(
     Raises:
         ConfigError: On no samples, a sample that is not 1-D, or bad options.
     """
+    result = _bootstrap(statistic, samples, n_resamples, confidence, seed, vectorized)
+    if isinstance(result, float):
+        return result, result
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def bootstrap_standard_error(
+    statistic: Callable[..., Any], *samples: Any, n_resamples: int = 1000, seed: int = 0
+) -> float:
+    """Seeded bootstrap standard error of ``statistic(*samples)``: the standard deviation
+    (ddof=1) of the statistic over the resamples :func:`bootstrap_interval` draws (the same
+    draws for the same seed); 0.0 where that interval collapses, NaN for an empty sample.
+
+    For a statistic that is biased on samples with repeated rows (a linear CKA on fewer
+    samples than features, for one), the resamples sit to one side of the estimate and their
+    percentile interval may not even hold it; ``estimate +- z * standard error`` does.
+
+    Raises:
+        ConfigError: As :func:`bootstrap_interval`.
+    """
+    result = _bootstrap(statistic, samples, n_resamples, 0.95, seed, False)
+    if isinstance(result, float):
+        return math.nan if math.isnan(result) else 0.0
+    return float(result.standard_error)
+
+
+def _bootstrap(
+    statistic: Callable[..., Any],
+    samples: tuple[Any, ...],
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    vectorized: bool,
+) -> Any:
+    """:func:`scipy.stats.bootstrap`'s result, or the statistic itself (NaN for an empty
+    sample) when every resample would equal the data."""
     if not samples:
         raise fail("samples", "at least one 1-D array", samples)
     arrays = [
@@ -212,12 +249,11 @@ def bootstrap_interval(
     level = check_confidence(confidence)
     seed = check_seed(seed)
     if any(a.size == 0 for a in arrays):
-        return math.nan, math.nan
+        return math.nan
     if any(a.size < 2 for a in arrays) or all(np.all(a == a[0]) for a in arrays):
         # every resample would equal the data: the bootstrap distribution is a point
-        value = float(statistic(*arrays))
-        return value, value
-    result = stats.bootstrap(
+        return float(statistic(*arrays))
+    return stats.bootstrap(
         tuple(arrays),
         statistic,
         n_resamples=n_resamples,
@@ -229,7 +265,6 @@ def bootstrap_interval(
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def mean_with_interval(
