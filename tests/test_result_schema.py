@@ -123,3 +123,13 @@ def test_numpy_values_become_plain_json() -> None:
     assert json.loads(json.dumps(written, allow_nan=False)) == written
     assert from_json(dict[str, list[float | None]], {"a": written["two"]}) == {"a": [1.5, None]}
     assert to_json(np.arange(4).reshape(2, 2)) == [[0, 1], [2, 3]]
+
+
+def test_lists_of_numbers_read_fast_and_still_name_a_wrong_item() -> None:
+    from unlearn_audit._codec import CodecError, from_json
+
+    read = from_json(list[float], [1, 2.5, 0.0], "scores")
+    assert read == [1.0, 2.5, 0.0] and all(type(v) is float for v in read)
+    for wrong in (True, None, "0.5"):
+        with pytest.raises(CodecError, match=r"`scores\[1\]` must be a number"):
+            from_json(list[float], [0.5, wrong], "scores")

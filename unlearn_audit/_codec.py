@@ -134,7 +134,10 @@ def from_json(tp: Any, data: Any, path: str = "") -> Any:
             raise CodecError(path, data, "a list")
         args = get_args(tp)
         item_type = args[0] if args else Any
-        items = [from_json(item_type, value, f"{path}[{i}]") for i, value in enumerate(data)]
+        if item_type is float and all(type(value) in (float, int) for value in data):
+            items = [float(value) for value in data]  # long lists of scores: no path per item
+        else:
+            items = [from_json(item_type, value, f"{path}[{i}]") for i, value in enumerate(data)]
         return tuple(items) if origin is tuple or tp is tuple else items
     if tp is float:
         if isinstance(data, int | float) and not isinstance(data, bool):
