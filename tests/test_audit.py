@@ -65,19 +65,24 @@ def original(digits: Dataset, store: Store) -> LoadedModel:
     return train_classifier(digits, arch="small-cnn", recipe=RECIPE, store=store, progress=False)
 
 
-@pytest.fixture(scope="module")
-def retrained(digits: Dataset, class_splits: Splits, store: Store) -> LoadedModel:
-    """Retrained from scratch without class 3 (seed 7, so not the audit's own reference)."""
+def _retrain(digits: Dataset, splits: Splits, store: Store, *, seed: int, role: str) -> LoadedModel:
+    """small-cnn retrained from scratch on ``splits.retain`` with the original's recipe."""
     return train_classifier(
         digits,
         arch="small-cnn",
         recipe=RECIPE,
-        member_ids=class_splits.retain,
-        seed=7,
+        member_ids=splits.retain,
+        seed=seed,
         store=store,
-        role="unlearned",
+        role=role,
         progress=False,
     )
+
+
+@pytest.fixture(scope="module")
+def retrained(digits: Dataset, class_splits: Splits, store: Store) -> LoadedModel:
+    """Retrained from scratch without class 3 (seed 7, so not the audit's own reference)."""
+    return _retrain(digits, class_splits, store, seed=7, role="unlearned")
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +295,40 @@ def test_a_class_request_judges_a_true_retrain_against_out_models_of_its_world(
     assert _verdicts(result)["forgotten"] == "PASS"
     notes = result.checks["membership"].notes
     assert any("each shadow model trained on 179 samples" in note for note in notes), notes
+
+
+def test_a_retrain_that_is_a_reference_is_not_its_own_yardstick(
+    digits: Dataset, class_splits: Splits, original: LoadedModel, store: Store
+) -> None:
+    """The bundled ``retrain`` method trains with the original's recipe and the audit's seed:
+    the very model the audit trains as its first reference. Judged against itself every gap
+    was zero by construction (the demo's retrain passed every claim that way); that seed is
+    passed over, and the plan says so too."""
+    from unlearn_audit.pipeline import plan_audit
+
+    twin = _retrain(digits, class_splits, store, seed=0, role="reference")
+    options: dict[str, Any] = {
+        "original": original,
+        "dataset": digits,
+        "request": class_splits,
+        "checks": ["accuracy"],
+        "store": store,
+        "null_audit": False,
+    }
+    other = audit(**options, unlearned=original)  # references of seeds 0 and 1
+    assert other.models["reference"]["fingerprint"] == twin.fingerprint
+    planned = plan_audit(**options, unlearned=twin)
+    references = [job for job in planned.training if job.role == "reference"]
+    assert [job.seed for job in references] == [1, 2]
+    result = audit(**options, unlearned=twin)
+    fingerprints = [result.models[r]["fingerprint"] for r in ("reference", "reference_2")]
+    assert twin.fingerprint not in fingerprints
+    assert fingerprints[0] == other.models["reference_2"]["fingerprint"]  # seed 1, stored
+    assert any("the audit's own retrain of seed 0" in note for note in result.notes)
+    assert not any("own retrain" in note for note in other.notes)
+    # what the plan said it would train, the audit trained: seed 2 only
+    assert [job.stored for job in references] == [True, False]
+    assert result.config["models_built"]["trained"] == 1
 
 
 def test_the_null_audit_judges_a_reference_as_the_unlearned_model(
@@ -685,9 +724,26 @@ def test_no_sample_goes_through_a_model_twice_in_one_view(
         cams[model.fingerprint] += len(x)
         return real_cam(model, x, targets, **kwargs)
 
+    null_stored: list[bool] = []  # the null audit's evidence came from the store
+    real_kept = Store.get_or_compute
+
+    def spy_kept(self, kind, parts, compute):  # type: ignore[no-untyped-def]
+        if kind != "null_audits":
+            return real_kept(self, kind, parts, compute)
+        computed: list[bool] = []
+
+        def counted():  # type: ignore[no-untyped-def]
+            computed.append(True)
+            return compute()
+
+        found = real_kept(self, kind, parts, counted)
+        null_stored.append(not computed)
+        return found
+
     monkeypatch.setattr(outputs.OutputCollector, "__init__", spy_init)
     monkeypatch.setattr(outputs.OutputCollector, "_collect", spy_collect)
     monkeypatch.setattr(outputs, "grad_cam", spy_cam)
+    monkeypatch.setattr(Store, "get_or_compute", spy_kept)
     result = audit(**setting.arguments(), unlearned=setting.masked)
     (collector,) = collectors
     # saliency's Grad-CAM maps: one pass per model over its 32 forget and 32 retain samples
@@ -697,8 +753,11 @@ def test_no_sample_goes_through_a_model_twice_in_one_view(
     for fingerprint in (setting.original.fingerprint, setting.masked.fingerprint):
         assert cams[fingerprint] + collector.cams_loaded[(fingerprint, "clean")] == 64
     # original, unlearned and the two references (the second is the null audit's yardstick),
-    # each once: the null audit's unlearned model is the first reference, read once
-    assert sum(cams.values()) + sum(collector.cams_loaded.values()) == 4 * 64
+    # each once: the null audit's unlearned model is the first reference, read once; when an
+    # earlier test of the session stored this null audit, the second reference is not read
+    assert len(null_stored) == 1
+    cam_models = 3 if null_stored[0] else 4
+    assert sum(cams.values()) + sum(collector.cams_loaded.values()) == cam_models * 64
     assert collector.unplanned == [], "every read was announced"
     plan = collector.planned()
     # each (model, view) of the plan is forwarded once, or read from the store (the models

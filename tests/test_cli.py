@@ -197,6 +197,10 @@ def test_demo_writes_per_method_and_comparison_reports(
     # the shadows had learned the forgotten class), and the references sit at chance
     assert set(rows["retrain"]["verdicts"].values()) <= {"PASS", "N/A"}, rows["retrain"]
     retrain = AuditResult.load(workdir / "out" / "retrain" / "result.json")
+    # against other retrains: the reference of the audit's own seed is this very model
+    judged_by = {retrain.models[r]["fingerprint"] for r in ("reference", "reference_2")}
+    assert retrain.models["unlearned"]["fingerprint"] not in judged_by
+    assert any("the audit's own retrain of seed 0" in note for note in retrain.notes)
     attacks = retrain.checks["membership"].evidence.attacks  # type: ignore[union-attr]
     for attack in ("lira", "rmia"):
         auc = attacks[attack]["reference"].auc

@@ -263,17 +263,32 @@ def _train_or_plan(
 def _build_references(
     ctx: AuditContext, progress: bool, jobs: list[PlannedTraining] | None = None
 ) -> None:
-    for i in range(ctx.config.num_references or 0):
+    """References of seeds ``seed``, ``seed + 1``, ...; a seed whose retrain is the unlearned
+    model itself (the same weights: a retrain with the audit's recipe and seed, such as the
+    bundled ``retrain`` method's) is passed over, since a model cannot be its own yardstick:
+    every gap would be zero by construction, and its membership scores would count it among
+    its own out models."""
+    wanted, seed = ctx.config.num_references or 0, ctx.config.seed
+    found, passed_over = 0, False
+    while found < wanted:
         model = _train_or_plan(
-            ctx,
-            ctx.splits.retain,
-            role="reference",
-            seed=ctx.config.seed + i,
-            progress=progress,
-            jobs=jobs,
+            ctx, ctx.splits.retain, role="reference", seed=seed, progress=progress, jobs=jobs
         )
-        if jobs is None and model is not None:
-            ctx.references.append(model)
+        # once only: a second seed with the same weights would mean seeds change nothing
+        if not passed_over and model is not None and model.fingerprint == ctx.unlearned.fingerprint:
+            passed_over = True
+            if jobs is not None:
+                jobs.pop()  # stored, and not a reference: nothing to plan for it
+            ctx.notes.append(
+                f"the unlearned model is the audit's own retrain of seed {seed} (the same "
+                f"weights as that reference): the references use other seeds, since a model "
+                "cannot be its own yardstick"
+            )
+        else:
+            found += 1
+            if jobs is None and model is not None:
+                ctx.references.append(model)
+        seed += 1
     ctx.references_trained = jobs is None
 
 
