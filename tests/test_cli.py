@@ -793,3 +793,28 @@ def test_core_errors_name_parameters_and_the_cli_names_options() -> None:
         "result.json as unlearn-audit wrote it.",
     ):
         assert as_flags(in_file, parser) == in_file
+
+
+def test_the_garbage_collector_runs_less_often_while_a_verb_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from unlearn_audit import cli
+    from unlearn_audit._process import GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    seen: list[tuple[int, ...]] = []
+
+    def verb(argv):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return 0
+
+    monkeypatch.setattr(cli, "_main", verb)
+    assert main(["store"]) == 0
+    assert seen == [GC_THRESHOLDS] and gc.get_threshold() == before
+    monkeypatch.undo()
+    with pytest.raises(SystemExit):  # a malformed command line: restored all the same
+        main(["--no-such-option"])
+    assert gc.get_threshold() == before

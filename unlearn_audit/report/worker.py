@@ -207,7 +207,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    from unlearn_audit._process import fewer_collections
+
+    with fewer_collections():  # WeasyPrint's and matplotlib's imports, as in the CLI
+        code = main()
     sys.stdout.flush()
     # the report is written and answered for: skip the interpreter's teardown of matplotlib,
     # WeasyPrint and the rest (most of a second the audit would wait for)
