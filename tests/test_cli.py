@@ -818,3 +818,41 @@ def test_the_garbage_collector_runs_less_often_while_a_verb_runs(
     with pytest.raises(SystemExit):  # a malformed command line: restored all the same
         main(["--no-such-option"])
     assert gc.get_threshold() == before
+
+
+def test_the_console_script_exits_with_the_verbs_code_its_output_and_exit_handlers(
+    tmp_path: Path,
+) -> None:
+    """``run`` (the console script) skips the interpreter's teardown, not what a normal exit
+    does: the output is flushed, ``atexit`` handlers run, the exit code is the verb's."""
+    marker = tmp_path / "atexit-ran"
+    script = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        "from unlearn_audit.cli import run\n"
+        "print('before', end='')\n"  # unflushed: run flushes it
+        "run(sys.argv[1:])\n"
+    )
+    store = tmp_path / "store"
+    ok = subprocess.run(
+        [sys.executable, "-c", script, "store", "--cache-dir", str(store)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0 and ok.stdout == f"beforestore {store}: 0 B\n", ok.stdout
+    assert marker.read_text() == "ran"
+    marker.unlink()
+    bad = subprocess.run(
+        [sys.executable, "-c", script, "report", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1 and bad.stderr.startswith("unlearn-audit: error: ")
+    assert marker.read_text() == "ran"
+    # the installed console script and `python -m unlearn_audit` go through it
+    scripts = subprocess.run(
+        [sys.executable, "-m", "unlearn_audit", "--version"], capture_output=True, text=True
+    )
+    assert scripts.returncode == 0 and __version__ in scripts.stdout

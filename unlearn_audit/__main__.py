@@ -1,5 +1,3 @@
-import sys
+from unlearn_audit.cli import run
 
-from unlearn_audit.cli import main
-
-sys.exit(main())
+run()

@@ -10,17 +10,20 @@ parser is in :mod:`~unlearn_audit.cli.parser`, each verb group in its own module
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from unlearn_audit._process import fewer_collections
 from unlearn_audit.cli.parser import PROG, build_parser
 from unlearn_audit.errors import UnlearnAuditError
 
-__all__ = ["PROG", "as_flags", "build_parser", "main"]
+__all__ = ["PROG", "as_flags", "build_parser", "main", "run"]
 
 
 def _one_line_warning(
@@ -81,6 +84,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _main(argv)
     finally:
         warnings.formatwarning = previous
+
+
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script (and ``python -m unlearn_audit``): :func:`main`, then the exit
+    without the interpreter's teardown.
+
+    Tearing down torch, SciPy, scikit-learn, captum and matplotlib took 0.65-0.70 s after a
+    quick digits audit had finished (2.6-2.8 s); the output is flushed and the exit handlers
+    (``atexit``: Ray's shutdown, temporary folders, logging) run as on a normal exit, then the
+    process ends with :func:`main`'s code.
+    """
+    code = main(argv)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more can be said
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def _main(argv: Sequence[str] | None) -> int:
