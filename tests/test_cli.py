@@ -197,10 +197,12 @@ def test_demo_writes_per_method_and_comparison_reports(
     # the shadows had learned the forgotten class), and the references sit at chance
     assert set(rows["retrain"]["verdicts"].values()) <= {"PASS", "N/A"}, rows["retrain"]
     retrain = AuditResult.load(workdir / "out" / "retrain" / "result.json")
-    # against other retrains: the reference of the audit's own seed is this very model
+    # against other retrains: the reference of seed 0 would be this very model (the original's
+    # seed, which reference seeds pass over)
     judged_by = {retrain.models[r]["fingerprint"] for r in ("reference", "reference_2")}
     assert retrain.models["unlearned"]["fingerprint"] not in judged_by
-    assert any("the audit's own retrain of seed 0" in note for note in retrain.notes)
+    assert retrain.record["seeds"]["references"] == [1, 2]
+    assert any("pass over 0, the original's own training seed" in n for n in retrain.notes)
     attacks = retrain.checks["membership"].evidence.attacks  # type: ignore[union-attr]
     for attack in ("lira", "rmia"):
         auc = attacks[attack]["reference"].auc
@@ -495,7 +497,7 @@ def test_audit_end_to_end_on_trained_checkpoints(
     assert main(plan) == 0
     out = capsys.readouterr().out
     assert "training: 0 models to train, 2 in the store" in out
-    assert "  reference  seed 0" in out and "  reference  seed 1" in out
+    assert "  reference  seed 1" in out and "  reference  seed 2" in out  # 0: the original's
     assert "stored" in out and "checks that run:" in out
     assert not (workdir / "planned").exists(), "a plan writes nothing"
     assert main([*plan, "--json"]) == 0

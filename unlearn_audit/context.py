@@ -154,6 +154,9 @@ class AuditContext:
     references_trained: bool = False
     missing: dict[str, Missing] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # the unlearned model is a retrain (the null audit's stand-in), so the references may
+    # treat it as one: the membership attacks count it among their out models
+    unlearned_is_retrain: bool = False
 
     def outputs(self, model: LoadedModel, split: str, view: View = "clean") -> Outputs:
         """Outputs of ``model`` on the split called ``split`` through ``view`` (cached)."""

@@ -345,8 +345,8 @@ def test_the_local_executor_runs_the_plans_jobs_here(
     )
     jobs = [job.job for job in plan.training if job.job is not None]
     assert [job.name for job in jobs] == [
-        "reference (seed 0, 902 samples)",
-        "reference (seed 1, 902 samples)",
+        "reference (seed 1, 902 samples)",  # seed 0 is the original's own
+        "reference (seed 2, 902 samples)",
     ]
     store = Store(tmp_path / "e")
     assert LocalExecutor().run(jobs, digits, store) == 2
