@@ -425,8 +425,12 @@ def test_an_uncalibrated_claim_is_said_in_the_headline_summary_and_report(
     ]
     marked = dataclasses.replace(result, null_audit=dataclasses.replace(null, verdicts=failing))
     assert "forgotten" in marked.uncalibrated and "forgotten" not in result.uncalibrated
+    forgotten = next(v for v in failing if v.claim == "forgotten")
+    assert forgotten.measured is not None and forgotten.reference is not None
+    numbers = f"{forgotten.measured:.3f} vs {forgotten.reference:.3f}"
     assert any(
-        line.startswith("UNCALIBRATED") and "forgotten (FAIL)" in line for line in marked.headline()
+        line.startswith("UNCALIBRATED") and f"forgotten (FAIL: {numbers})" in line
+        for line in marked.headline()
     )
     summary = format_summary(marked)
     header = next(line for line in summary.splitlines() if line.split()[:1] == ["claim"])
@@ -1190,3 +1194,20 @@ def test_erm_mask_metrics_when_the_model_has_one(
     assert erm["unlearned"].l1_density == pytest.approx(11 / 40)
     # 9 classes share [1, 0, 0, 0]: 72 ordered pairs at cosine 1, 18 pairs with class 3 at 1/sqrt(2)
     assert erm["unlearned"].csi == pytest.approx(72 + 18 / np.sqrt(2))
+
+
+def test_the_null_audits_summary_of_a_claim_gives_its_verdict_and_the_retrains_gap() -> None:
+    from unlearn_audit.evidence import Verdict
+    from unlearn_audit.results import NullAudit
+
+    null = NullAudit(
+        stands_in="reference",
+        yardstick=["reference_2"],
+        verdicts=[
+            Verdict("no_membership_leak", "WARN", "", measured=0.5853, reference=0.4378),
+            Verdict("knowledge_removed", "FAIL", ""),
+        ],
+    )
+    assert null.summary("no_membership_leak") == "no_membership_leak (WARN: 0.585 vs 0.438)"
+    assert null.summary("knowledge_removed") == "knowledge_removed (FAIL)"
+    assert null.summary("forgotten") == "forgotten (not judged)"

@@ -67,6 +67,16 @@ class NullAudit:
         """The null audit's verdict on ``claim`` (``None`` when it judged no such claim)."""
         return next((v.status for v in self.verdicts if v.claim == claim), None)
 
+    def summary(self, claim: str) -> str:
+        """``claim (WARN: 0.585 vs 0.438)``: its verdict on ``claim`` with the stand-in's value
+        and the yardstick's, the gap a true retrain shows in this setting."""
+        verdict = next((v for v in self.verdicts if v.claim == claim), None)
+        if verdict is None:
+            return f"{claim} (not judged)"
+        if verdict.measured is None or verdict.reference is None:
+            return f"{claim} ({verdict.status})"
+        return f"{claim} ({verdict.status}: {verdict.measured:.3f} vs {verdict.reference:.3f})"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NullAudit:
         values = known_fields(cls, data)
@@ -193,14 +203,13 @@ class AuditResult:
             )
         if self.uncalibrated:
             assert self.null_audit is not None
-            statuses = ", ".join(
-                f"{claim} ({self.null_audit.status(claim)})" for claim in self.uncalibrated
-            )
+            statuses = ", ".join(self.null_audit.summary(claim) for claim in self.uncalibrated)
             lines.append(
                 f"UNCALIBRATED: judged the same way, a true retrain ({self.null_audit.stands_in} "
                 f"against {', '.join(self.null_audit.yardstick)}) does not pass {statuses}; "
-                "in this setting those verdicts cannot tell good unlearning from bad. Remedy: "
-                "more references (--references), more shadow models, or a larger forget set."
+                "in this setting those verdicts cannot tell good unlearning from bad (two "
+                "retrains differ by that much here). Remedy: more references (--references), "
+                "more shadow models, or a larger forget set."
             )
         return lines
 
