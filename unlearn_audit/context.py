@@ -39,7 +39,8 @@ class AuditConfig:
         profile: ``quick`` (trains nothing), ``standard`` (default) or ``full``.
         checks: Names of the checks to run; default every registered check.
         seed: Seed of everything the audit draws or trains (references use ``seed + i``,
-            passing over a seed whose retrain is the unlearned model itself).
+            passing over the original's own training seed and a seed whose retrain is the
+            unlearned model itself).
         num_references: References to train when none are given (profile default).
         num_shadows: Shadow models (profile default).
         device: ``auto``, ``cpu`` or ``cuda``.

@@ -140,8 +140,15 @@ def linear_cka(x: Any, y: Any) -> float:
     b = check_array(y, "y", ndim=2, shape_hint="(N, D2)")
     if a.shape[0] != b.shape[0]:
         raise fail("y", f"an array with the same number of rows as `x` ({a.shape[0]})", describe(b))
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
+    return _centred_cka(_centre(a), _centre(b))
+
+
+def _centre(features: np.ndarray) -> np.ndarray:
+    return features - features.mean(axis=0)
+
+
+def _centred_cka(a: np.ndarray, b: np.ndarray) -> float:
+    """Linear CKA of column-centred features; NaN when either has no variance."""
     norm_a = float(np.linalg.norm(a.T @ a))
     norm_b = float(np.linalg.norm(b.T @ b))
     if norm_a == 0.0 or norm_b == 0.0:
@@ -188,40 +195,25 @@ def linear_cka_interval(
     b = np.asarray(y, dtype=np.float64)
     if math.isnan(value) or a.shape[0] < 2:
         return value, value, value
+    kernels = None
     if a.shape[0] < max(a.shape[1], b.shape[1]):
         kernels = _centre(a) @ _centre(a).T, _centre(b) @ _centre(b).T
 
-        def pair(picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            k, m = (kernel[np.ix_(picked, picked)] for kernel in kernels)
-            return _centre(_centre(k).T), _centre(_centre(m).T)
-
-        def agreement(k: np.ndarray, m: np.ndarray) -> tuple[float, float]:
-            return float(np.sum(k * m)), float(np.sqrt(np.sum(k * k) * np.sum(m * m)))
-
-    else:
-
-        def pair(picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return _centre(a[picked]), _centre(b[picked])
-
-        def agreement(k: np.ndarray, m: np.ndarray) -> tuple[float, float]:
-            norms = float(np.linalg.norm(k.T @ k) * np.linalg.norm(m.T @ m))
-            return float(np.linalg.norm(m.T @ k) ** 2), norms
-
     def on_rows(rows: np.ndarray) -> float:
-        cross, norms = agreement(*pair(rows.astype(np.int64)))
-        if norms == 0.0:  # a resample of one repeated row
-            return value
-        return float(np.clip(cross / norms, 0.0, 1.0))
+        picked = rows.astype(np.int64)
+        if kernels is None:
+            cka = _centred_cka(_centre(a[picked]), _centre(b[picked]))
+        else:
+            k, m = (_centre(_centre(kernel[np.ix_(picked, picked)]).T) for kernel in kernels)
+            norms = float(np.sqrt(np.sum(k * k) * np.sum(m * m)))
+            cka = math.nan if norms == 0.0 else float(np.clip(np.sum(k * m) / norms, 0.0, 1.0))
+        return value if math.isnan(cka) else cka  # NaN: a resample of one repeated row
 
     error = bootstrap_standard_error(
         on_rows, np.arange(a.shape[0], dtype=np.float64), n_resamples=n_resamples, seed=seed
     )
     half = float(special.ndtri(0.5 + level / 2)) * error
     return value, max(0.0, value - half), min(1.0, value + half)
-
-
-def _centre(features: np.ndarray) -> np.ndarray:
-    return features - features.mean(axis=0)
 
 
 def few_shot_probe(
